@@ -1,0 +1,3 @@
+"""Bearer-token authentication for Django Channels WebSockets."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,50 @@
+"""Django REST framework's ``rest_framework.authtoken`` tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.apps import apps
+from django.db import models
+
+from channels_bearer.backends.base import BaseBackend, Scope
+from channels_bearer.conf import conf
+from channels_bearer.identity import BearerIdentity, token_hash_id
+
+
+class DRFTokenBackend(BaseBackend):
+    """Looks the token up in DRF's token table, as ``TokenAuthentication`` does.
+
+    The model is ``CHANNELS_BEARER["DRF_TOKEN_MODEL"]`` (``"authtoken.Token"``),
+    or ``model`` on a subclass. Tokens never expire; the ``token_id`` is a hash
+    prefix of the key, since the key itself is the secret.
+    """
+
+    #: ``"app_label.ModelName"``; ``None`` reads the setting.
+    model: str | None = None
+
+    def get_model(self) -> type[models.Model]:
+        return apps.get_model(self.model or conf.DRF_TOKEN_MODEL)
+
+    def is_candidate(self, token: str, model: type[models.Model]) -> bool:
+        # A JWT is far longer than any DRF key column: skip the query for it.
+        max_length = model._meta.get_field("key").max_length
+        return max_length is None or len(token) <= max_length
+
+    async def authenticate(self, token: str, scope: Scope) -> BearerIdentity | None:
+        model = self.get_model()
+        if not self.is_candidate(token, model):
+            return None
+        token_object = await database_sync_to_async(self.get_token_object)(model, token)
+        if token_object is None:
+            return None
+        user = token_object.user
+        self.check_user(user)
+        return BearerIdentity(user=user, token_id=token_hash_id(token))
+
+    def get_token_object(self, model: type[models.Model], key: str) -> Any:
+        try:
+            return model._default_manager.select_related("user").get(key=key)
+        except model.DoesNotExist:
+            return None

@@ -1,0 +1,96 @@
+"""djangorestframework-simplejwt access tokens, validated with simplejwt's own settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from channels_bearer.backends.base import (
+    BaseBackend,
+    Scope,
+    scopes_from_claims,
+    timestamp_to_datetime,
+    unverified_jwt_claims,
+)
+from channels_bearer.exceptions import ExpiredToken, InactiveUser, InvalidToken
+from channels_bearer.identity import BearerIdentity, token_hash_id
+
+
+class SimpleJWTBackend(BaseBackend):
+    """Validates tokens with ``SIMPLE_JWT["AUTH_TOKEN_CLASSES"]`` (signature,
+    algorithm, expiry, token type) and loads the user as ``JWTAuthentication``
+    does: ``USER_ID_FIELD`` / ``USER_ID_CLAIM``, ``USER_AUTHENTICATION_RULE``
+    (``is_active``) and ``CHECK_REVOKE_TOKEN``.
+
+    A token is "ours" when it is a JWT whose ``iss`` matches ``SIMPLE_JWT["ISSUER"]``
+    and, when a ``TOKEN_TYPE_CLAIM`` is configured, carries it; anything else is
+    left to the next backend (a JWKS-issued token, say).
+    """
+
+    def is_candidate(self, claims: dict[str, Any]) -> bool:
+        from rest_framework_simplejwt.settings import api_settings
+
+        if claims.get("iss") != api_settings.ISSUER:
+            return False
+        type_claim = api_settings.TOKEN_TYPE_CLAIM
+        return type_claim is None or type_claim in claims
+
+    async def authenticate(self, token: str, scope: Scope) -> BearerIdentity | None:
+        claims = unverified_jwt_claims(token)
+        if claims is None or not self.is_candidate(claims):
+            return None
+        validated = self.get_validated_token(token)
+        user = await database_sync_to_async(self.get_user)(validated)
+        payload: dict[str, Any] = dict(validated.payload)
+        return BearerIdentity(
+            user=user,
+            token_id=self.get_token_id(payload, token),
+            expires_at=timestamp_to_datetime(payload.get("exp")),
+            claims=payload,
+            scopes=scopes_from_claims(payload),
+        )
+
+    def get_validated_token(self, token: str) -> Any:
+        from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
+        from rest_framework_simplejwt.settings import api_settings
+
+        expired = False
+        for token_class in api_settings.AUTH_TOKEN_CLASSES:
+            try:
+                return token_class(token)
+            except ExpiredTokenError:
+                expired = True
+            except TokenError:
+                continue
+        if expired:
+            raise ExpiredToken("the token has expired")
+        raise InvalidToken("the token is not valid for any accepted token type")
+
+    def get_user(self, validated: Any) -> Any:
+        from django.contrib.auth import get_user_model
+        from rest_framework_simplejwt.settings import api_settings
+        from rest_framework_simplejwt.utils import get_md5_hash_password
+
+        try:
+            user_id = validated[api_settings.USER_ID_CLAIM]
+        except KeyError:
+            raise InvalidToken("the token names no user") from None
+        user_model = get_user_model()
+        try:
+            user = user_model._default_manager.get(**{api_settings.USER_ID_FIELD: user_id})
+        except user_model.DoesNotExist:
+            raise InactiveUser("the user is inactive or deleted") from None
+        if not api_settings.USER_AUTHENTICATION_RULE(user):
+            raise InactiveUser("the user is inactive or deleted")
+        if api_settings.CHECK_REVOKE_TOKEN and validated.get(
+            api_settings.REVOKE_TOKEN_CLAIM
+        ) != get_md5_hash_password(user.password):
+            raise InactiveUser("the user's password has changed")
+        return user
+
+    def get_token_id(self, payload: dict[str, Any], token: str) -> str:
+        from rest_framework_simplejwt.settings import api_settings
+
+        jti = payload.get(api_settings.JTI_CLAIM) if api_settings.JTI_CLAIM else None
+        return str(jti) if jti else token_hash_id(token)

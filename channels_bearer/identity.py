@@ -1,0 +1,43 @@
+"""What ``scope["bearer"]`` holds after a token was accepted."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+def token_hash_id(token: str) -> str:
+    """A stable, non-secret id for an opaque token: a SHA-256 prefix.
+
+    128 bits is enough to tell tokens apart and far too little to help guess one.
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class BearerIdentity:
+    """The authenticated identity behind a connection.
+
+    ``token_id`` is never the token: it is a ``jti`` claim or a hash prefix,
+    safe for logs, channel-layer group names and ``disconnect_token()``.
+    """
+
+    user: Any
+    token_id: str
+    expires_at: datetime | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+    scopes: frozenset[str] = frozenset()
+    #: Where the token came from: "subprotocol", "header", "query" or "ticket".
+    source: str = ""
+    #: The dotted path of the backend that accepted the token, as configured.
+    backend: str = ""
+
+    def __repr__(self) -> str:
+        # claims can hold personal data; the repr shows only what debugging needs.
+        user = getattr(self.user, "pk", None)
+        return (
+            f"<BearerIdentity user={user!r} source={self.source!r} backend={self.backend!r} "
+            f"token_id={self.token_id!r} expires_at={self.expires_at!r}>"
+        )

@@ -1,0 +1,144 @@
+"""The ASGI middleware: find the token, validate it, refuse or pass on.
+
+Wrap the websocket router::
+
+    "websocket": AllowedHostsOriginValidator(BearerAuthMiddlewareStack(URLRouter(urls)))
+
+Every WebSocket handshake is read once, before any consumer runs:
+
+* no token → ``scope["bearer"] = None`` and ``scope["user"]`` is left as an outer
+  middleware set it (``AnonymousUser`` otherwise); consumers decide;
+* a valid token → ``scope["user"]`` and ``scope["bearer"]`` are set;
+* anything else (invalid, expired, ambiguous) → refused here, the inner app
+  never runs.
+
+The marker and token entries are removed from ``scope["subprotocols"]`` and the
+token parameters from ``scope["query_string"]``. When the client offered the
+marker, the accept is answered with it unless the consumer picked one of the
+application subprotocols the client offered: browsers fail a handshake whose
+answer names nothing, and the token entry is never echoed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from channels.middleware import BaseMiddleware
+
+from channels_bearer.conf import conf
+from channels_bearer.exceptions import BackendUnavailable, BearerError, InvalidToken
+from channels_bearer.identity import BearerIdentity
+from channels_bearer.refusal import Message, Send, log_refusal, marker_offered, refusal_messages
+from channels_bearer.sources import Credential, extract
+
+logger = logging.getLogger("channels_bearer")
+
+__all__ = ["BearerAuthMiddleware", "BearerAuthMiddlewareStack", "authenticate_credential"]
+
+
+class BearerAuthMiddleware(BaseMiddleware):
+    """Authenticates WebSocket handshakes from a bearer token; HTTP passes through."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope.get("type") != "websocket":
+            return await self.inner(scope, receive, send)
+        scope = dict(scope)
+        marker = conf.SUBPROTOCOL
+        credential: Credential | None = None
+        try:
+            extraction = extract(scope, conf)
+            credential = extraction.credential
+            identity = await authenticate_credential(credential, scope) if credential else None
+        except BearerError as error:
+            log_refusal(scope, error, credential.source if credential else None)
+            return await refuse(scope, receive, send, error, marker if marker_offered(scope, marker) else None)
+
+        scope["subprotocols"] = extraction.subprotocols
+        scope["query_string"] = extraction.query_string
+        scope["bearer"] = identity
+        if identity is not None:
+            scope["user"] = identity.user
+        elif "user" not in scope:
+            from django.contrib.auth.models import AnonymousUser
+
+            scope["user"] = AnonymousUser()
+        if extraction.marker_offered:
+            send = negotiating_send(send, marker, extraction.subprotocols)
+        return await self.inner(scope, receive, send)
+
+
+def BearerAuthMiddlewareStack(inner: Any) -> BearerAuthMiddleware:
+    """What users wrap their websocket router in.
+
+    To accept Django session logins too, wrap it in Channels' own:
+    ``AuthMiddlewareStack(BearerAuthMiddlewareStack(router))``; a token, when
+    presented, wins.
+    """
+    return BearerAuthMiddleware(inner)
+
+
+async def authenticate_credential(credential: Credential, scope: dict[str, Any]) -> BearerIdentity:
+    """Ask each configured backend in turn; the first identity wins."""
+    if credential.source == "ticket":
+        from channels_bearer.tickets import redeem_ticket
+
+        identity = await redeem_ticket(credential.token)
+        return dataclasses.replace(identity, source="ticket")
+    for path, backend in conf.backends:
+        try:
+            identity = await backend.authenticate(credential.token, scope)
+        except BearerError:
+            raise
+        except Exception as exc:
+            # Not the token's fault (database down, a bug): a server error, not
+            # a refusal of the token. The exception's text is not logged: some
+            # drivers quote query parameters, and the parameter is the token.
+            logger.error(
+                "Backend %s failed while authenticating a WebSocket handshake: %s.%s",
+                path,
+                type(exc).__module__,
+                type(exc).__qualname__,
+            )
+            raise BackendUnavailable("a backend failed; see the server log") from None
+        if identity is not None:
+            return dataclasses.replace(identity, source=credential.source, backend=path)
+    raise InvalidToken("no backend accepted the token")
+
+
+async def refuse(
+    scope: dict[str, Any],
+    receive: Any,
+    send: Send,
+    error: BearerError | None,
+    accept_subprotocol: str | None,
+) -> None:
+    """Answer the handshake with a refusal; the inner app never runs."""
+    message = await receive()
+    if message.get("type") != "websocket.connect":
+        return
+    for reply in refusal_messages(error, scope, mode=conf.REFUSAL, accept_subprotocol=accept_subprotocol):
+        await send(reply)
+
+
+def negotiating_send(send: Send, marker: str, offered: list[str]) -> Send:
+    """Make every accept answer a subprotocol the client offered.
+
+    The consumer may pick one of the application subprotocols it was shown;
+    anything else (nothing, the marker, a value the client never offered) is
+    answered with the marker. Servers hang or browsers fail otherwise.
+    """
+
+    async def send_with_subprotocol(message: Message) -> None:
+        if message.get("type") == "websocket.accept":
+            chosen = message.get("subprotocol")
+            headers = [
+                (name, value)
+                for name, value in message.get("headers") or ()
+                if name.lower() != b"sec-websocket-protocol"
+            ]
+            message = {**message, "subprotocol": chosen if chosen in offered else marker, "headers": headers}
+        await send(message)
+
+    return send_with_subprotocol

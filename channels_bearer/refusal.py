@@ -1,0 +1,79 @@
+"""How a refused handshake goes on the wire; shared by the middleware and the mixin.
+
+* ``REFUSAL = "handshake"`` (default): where the server advertises the ASGI
+  ``websocket.http.response`` extension (uvicorn), an HTTP response with RFC
+  6750's ``WWW-Authenticate: Bearer`` challenge; elsewhere (daphne) a close
+  before accept, which the server answers with 403.
+* ``REFUSAL = "close"``: accept, then close with 4401/4403/4400 and the RFC 6750
+  error code as reason. A page sees every refused handshake as close code
+  1006; only a close after accept tells it whether to fetch a new token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels_bearer.exceptions import BearerError
+
+logger = logging.getLogger("channels_bearer")
+
+Message = dict[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def marker_offered(scope: dict[str, Any], marker: str) -> bool:
+    return any(str(entry).strip() == marker for entry in scope.get("subprotocols") or ())
+
+
+def challenge(error: BearerError | None) -> bytes:
+    """The ``WWW-Authenticate`` value: bare when no token was presented (RFC 6750 §3)."""
+    if error is None or error.error == "":
+        return b"Bearer"
+    return f'Bearer error="{error.error}"'.encode("ascii")
+
+
+def refusal_messages(
+    error: BearerError | None,
+    scope: dict[str, Any],
+    *,
+    mode: str,
+    accept_subprotocol: str | None,
+) -> list[Message]:
+    """The ASGI messages that refuse this handshake.
+
+    ``error`` is ``None`` when no token was presented to a consumer that needs one.
+    ``accept_subprotocol`` is what an accept-then-close answers (the marker when
+    the client offered it), or the browser would fail the handshake instead.
+    """
+    status = error.status if error is not None else 401
+    code = error.close_code if error is not None else 4401
+    reason = error.error if error is not None else "token_required"
+    if mode == "close":
+        return [
+            {"type": "websocket.accept", "subprotocol": accept_subprotocol, "headers": []},
+            {"type": "websocket.close", "code": code, "reason": reason},
+        ]
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        if error is None or error.challenge:
+            headers.append((b"www-authenticate", challenge(error)))
+        return [
+            {"type": "websocket.http.response.start", "status": status, "headers": headers},
+            {"type": "websocket.http.response.body", "body": reason.encode("ascii") + b"\n"},
+        ]
+    # No denial-response extension: a close before accept. Servers answer 403;
+    # Channels' test communicator reports the code.
+    return [{"type": "websocket.close", "code": code, "reason": reason}]
+
+
+def log_refusal(scope: dict[str, Any], error: BearerError | None, source: str | None) -> None:
+    # The path only: query strings can hold tokens (uvicorn already logs them).
+    logger.info(
+        "WebSocket handshake refused for %s: %s%s%s",
+        scope.get("path", "?"),
+        error.error if error is not None else "token_required",
+        f" ({error.description})" if error is not None and error.description else "",
+        f" [source={source}]" if source else "",
+    )

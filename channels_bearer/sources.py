@@ -1,0 +1,180 @@
+"""Finding the credential in a WebSocket handshake scope.
+
+Each source reads one place a client can put a token. ``extract()`` reads every
+enabled source, refuses a handshake that presents more than one credential
+(RFC 6750 section 2: one method per request), and returns the scope values the
+inner application should see instead: the subprotocol list without the marker
+and token entries, the query string without ``access_token`` / ``ticket``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote_plus, unquote_to_bytes
+
+from channels_bearer.conf import BearerSettings
+from channels_bearer.exceptions import InvalidRequest
+
+#: Prefix of a subprotocol entry carrying a token that is not an RFC 6455
+#: token as it stands (Kubernetes and Phoenix use the same shape).
+ENCODED_PREFIX = "base64url.bearer."
+
+# RFC 7230 tchar: what a subprotocol value may hold. A browser refuses anything else.
+TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def is_token68ish(value: str) -> bool:
+    """Whether ``value`` can stand as a subprotocol entry as it is."""
+    return bool(value) and all(ch in TCHARS for ch in value)
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A token found in the handshake, and where."""
+
+    source: str
+    token: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"<Credential source={self.source!r}>"
+
+
+@dataclass(frozen=True)
+class Extraction:
+    credential: Credential | None
+    #: ``scope["subprotocols"]`` for the inner app: marker and token removed.
+    subprotocols: list[str]
+    #: ``scope["query_string"]`` for the inner app: token parameters removed.
+    query_string: bytes
+    #: Whether the client offered the marker: the answer must then name it
+    #: (or an application subprotocol it also offered), or the browser fails.
+    marker_offered: bool
+
+
+def extract(scope: dict[str, Any], conf: BearerSettings) -> Extraction:
+    """Read every enabled source; raise ``InvalidRequest`` on ambiguity or junk."""
+    sources = conf.SOURCES
+    subprotocols = [str(s) for s in scope.get("subprotocols") or ()]
+    query_string = scope.get("query_string") or b""
+    found: list[Credential] = []
+    marker_offered = False
+
+    if "subprotocol" in sources:
+        token, subprotocols, marker_offered = from_subprotocols(subprotocols, conf.SUBPROTOCOL)
+        if token is not None:
+            found.append(Credential("subprotocol", token))
+
+    if "header" in sources:
+        token = from_authorization_header(scope.get("headers") or (), conf.HEADER_KEYWORDS)
+        if token is not None:
+            found.append(Credential("header", token))
+
+    query_params = {
+        source: param
+        for source, param in (("query", conf.QUERY_PARAM), ("ticket", conf.TICKET_PARAM))
+        if source in sources
+    }
+    if query_params:
+        values, query_string = pop_query_params(query_string, query_params.values())
+        for source, param in query_params.items():
+            if param in values:
+                found.append(Credential(source, values[param]))
+
+    if len(found) > 1:
+        raise InvalidRequest("credentials presented in more than one place")
+    return Extraction(found[0] if found else None, subprotocols, query_string, marker_offered)
+
+
+def from_subprotocols(offered: Sequence[str], marker: str) -> tuple[str | None, list[str], bool]:
+    """Return ``(token, remaining entries, marker offered)``.
+
+    The token is the entry right after the marker, raw or as
+    ``base64url.bearer.<base64url>``. The browser keeps the list's order, so
+    position is what ties the token to the marker.
+    """
+    entries = [entry.strip() for entry in offered]
+    markers = [i for i, entry in enumerate(entries) if entry == marker]
+    encoded = [i for i, entry in enumerate(entries) if entry.startswith(ENCODED_PREFIX)]
+    if not markers:
+        if encoded:
+            raise InvalidRequest(f"a {ENCODED_PREFIX} entry must follow the subprotocol marker")
+        return None, entries, False
+    if len(markers) > 1:
+        raise InvalidRequest("the subprotocol marker is offered more than once")
+    at = markers[0]
+    if at + 1 >= len(entries) or not entries[at + 1]:
+        raise InvalidRequest("the subprotocol marker has no token after it")
+    if any(i != at + 1 for i in encoded):
+        raise InvalidRequest("more than one token entry in the subprotocol list")
+    token = decode_subprotocol_entry(entries[at + 1])
+    return token, entries[:at] + entries[at + 2 :], True
+
+
+def decode_subprotocol_entry(entry: str) -> str:
+    if not entry.startswith(ENCODED_PREFIX):
+        return entry
+    encoded = entry[len(ENCODED_PREFIX) :]
+    # Lenient on purpose: accept padding and the standard alphabet too, since
+    # hand-written clients get either wrong; the result is validated anyway.
+    encoded = encoded.rstrip("=").replace("+", "-").replace("/", "_")
+    try:
+        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != encoded:
+            # Characters outside the alphabet were silently skipped.
+            raise binascii.Error
+        token = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"the {ENCODED_PREFIX} entry is not valid base64url of UTF-8 text") from None
+    if not token.strip():
+        raise InvalidRequest(f"the {ENCODED_PREFIX} entry holds an empty token")
+    return token
+
+
+def from_authorization_header(headers: Iterable[tuple[bytes, bytes]], keywords: Sequence[str]) -> str | None:
+    values = [value for name, value in headers if name.lower() == b"authorization"]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidRequest("more than one Authorization header")
+    scheme, _, rest = values[0].decode("latin-1").strip().partition(" ")
+    # RFC 7235: the auth-scheme is case-insensitive. A scheme we were not told
+    # about belongs to someone else (Basic, a session...) and is left alone.
+    if scheme.lower() not in {keyword.lower() for keyword in keywords}:
+        return None
+    token = rest.strip()
+    if not token:
+        raise InvalidRequest("the Authorization header has no token")
+    if any(ch.isspace() for ch in token):
+        raise InvalidRequest("the Authorization header holds more than one token")
+    return token
+
+
+def pop_query_params(query_string: bytes, names: Iterable[str]) -> tuple[dict[str, str], bytes]:
+    """Remove ``names`` from a raw query string; return their values and the rest.
+
+    The other parameters are kept byte for byte, so the inner app sees exactly
+    what the client sent for them.
+    """
+    wanted = set(names)
+    values: dict[str, str] = {}
+    kept: list[bytes] = []
+    for piece in query_string.split(b"&"):
+        raw_name, _, raw_value = piece.partition(b"=")
+        name = unquote_plus(raw_name.decode("latin-1"))
+        if name not in wanted:
+            kept.append(piece)
+            continue
+        if name in values:
+            raise InvalidRequest(f"the query parameter {name!r} is repeated")
+        try:
+            value = unquote_to_bytes(raw_value.replace(b"+", b" ")).decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise InvalidRequest(f"the query parameter {name!r} is not UTF-8") from None
+        if not value:
+            raise InvalidRequest(f"the query parameter {name!r} is empty")
+        values[name] = value
+    return values, b"&".join(kept)

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import TemplateView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="index.html"), name="index"),
+    path("admin/", admin.site.urls),
+    path("api/token/", obtain_auth_token, name="api-token"),
+    path("api/jwt/", TokenObtainPairView.as_view(), name="api-jwt"),
+    path("api/jwt/refresh/", TokenRefreshView.as_view(), name="api-jwt-refresh"),
+]
