@@ -8,4 +8,5 @@ class ChannelsBearerConfig(AppConfig):
     verbose_name = "Channels bearer authentication"
 
     def ready(self) -> None:
-        from channels_bearer import checks  # noqa: F401  (registers the checks)
+        # Imported for their side effects: system checks and signal receivers.
+        from channels_bearer import cache, checks, signals  # noqa: F401

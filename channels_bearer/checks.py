@@ -82,6 +82,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="channels_bearer.E003",
                 )
             )
+            continue
+        # Each backend checks its own settings and optional dependency.
+        errors.extend(backend_class.check())
     if not backends and _is_str_list(values["BACKENDS"]):
         errors.append(
             Error(

@@ -21,7 +21,7 @@ from channels.consumer import AsyncConsumer
 from django.core.exceptions import ImproperlyConfigured
 
 from channels_bearer.conf import conf
-from channels_bearer.exceptions import BearerError
+from channels_bearer.exceptions import BearerError, InsufficientScope
 from channels_bearer.identity import BearerIdentity
 from channels_bearer.refusal import log_refusal, refusal_messages
 
@@ -41,6 +41,9 @@ class BearerConsumerMixin:
 
     bearer_required: bool = True
     app_subprotocols: Sequence[str] = ()
+    #: OAuth 2.0 scopes the token must carry (``scope``/``scp`` claim, or the
+    #: backend's own notion): refused with ``insufficient_scope`` otherwise.
+    bearer_scopes: Sequence[str] = ()
 
     scope: dict[str, Any]
     base_send: Any
@@ -68,8 +71,14 @@ class BearerConsumerMixin:
     def bearer_refusal(self) -> BearerError | None:
         """A reason to refuse this authenticated handshake, or ``None``.
 
-        Override to add checks of your own; return the error rather than raising it.
+        Override to add checks of your own (call ``super()``); return the
+        error rather than raising it.
         """
+        bearer = self.bearer
+        if bearer is not None and self.bearer_scopes:
+            missing = set(self.bearer_scopes) - set(bearer.scopes)
+            if missing:
+                return InsufficientScope(f"the token lacks the scope(s) {' '.join(sorted(missing))}")
         return None
 
     def bearer_refuse(self, error: BearerError | None) -> Any:

@@ -8,6 +8,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from django.core.checks import CheckMessage
+
 from channels_bearer.exceptions import InactiveUser
 from channels_bearer.identity import BearerIdentity
 
@@ -28,6 +30,14 @@ class BaseBackend:
     Backends are built once per configuration and shared by every connection:
     keep no per-connection state on ``self``.
     """
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        """System-check messages about this backend's configuration (``manage.py check``).
+
+        Called for each configured backend; ids ``channels_bearer.E0NN``/``W0NN``.
+        """
+        return []
 
     async def authenticate(self, token: str, scope: Scope) -> BearerIdentity | None:
         raise NotImplementedError(f"{type(self).__name__} must implement authenticate(token, scope).")

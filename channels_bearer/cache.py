@@ -1,0 +1,1 @@
+"""Cached lookups for database-backed backends (``CHANNELS_BEARER["CACHE"]``)."""

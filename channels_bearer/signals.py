@@ -1,0 +1,1 @@
+"""Signal receivers that close sockets when their token or user is revoked."""
