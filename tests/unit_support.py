@@ -60,6 +60,9 @@ class RecordingConsumer(AsyncWebsocketConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Channels passes as_asgi()'s keyword arguments here but sets nothing.
+        for name, value in kwargs.items():
+            setattr(self, name, value)
         SEEN.append({"event": "init", "consumer": type(self).__name__})
 
     async def connect(self) -> None:
