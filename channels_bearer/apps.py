@@ -10,3 +10,5 @@ class ChannelsBearerConfig(AppConfig):
     def ready(self) -> None:
         # Imported for their side effects: system checks and signal receivers.
         from channels_bearer import cache, checks, signals  # noqa: F401
+
+        signals.connect_receivers()

@@ -173,4 +173,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="channels_bearer.W001",
             )
         )
+    if not getattr(settings, "CHANNEL_LAYERS", None):
+        errors.append(
+            Warning(
+                "No channel layer is configured (CHANNEL_LAYERS): revoking a token or a user "
+                "closes sockets in the process that revokes it only, and consumers cannot join "
+                "the revocation groups of other processes.",
+                hint="Configure channels_redis.core.RedisChannelLayer in CHANNEL_LAYERS for "
+                "production (channels.layers.InMemoryChannelLayer for a single process).",
+                id="channels_bearer.W002",
+            )
+        )
     return errors

@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "EXPIRY_GRACE": 0,
     # Accept in-band refresh messages on every BearerConsumerMixin consumer.
     "REFRESH": False,
+    # Close a user's sockets when they log out of a Django session.
+    "REVOKE_ON_LOGOUT": True,
     # Cached lookups for database-backed backends: a cache alias or None.
     "CACHE": None,
     "CACHE_TTL": 60,
@@ -133,6 +135,10 @@ class BearerSettings:
     @property
     def REFRESH(self) -> bool:
         return bool(self.get("REFRESH"))
+
+    @property
+    def REVOKE_ON_LOGOUT(self) -> bool:
+        return bool(self.get("REVOKE_ON_LOGOUT"))
 
     @property
     def CACHE(self) -> str | None:

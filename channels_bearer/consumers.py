@@ -4,28 +4,53 @@
 
     class ChatConsumer(BearerConsumerMixin, AsyncJsonWebsocketConsumer):
         app_subprotocols = ["chat.v2"]      # optional
+        bearer_scopes = ["chat:read"]       # optional
         async def connect(self):
             await self.accept()             # answers "chat.v2" or the marker
 
-The mixin refuses handshakes without a token (``bearer_required``), and picks
-the subprotocol for ``accept()``. It needs ``BearerAuthMiddleware`` around the
-router, which validated the token before the consumer was built.
+The middleware validated the token before the consumer was built; the mixin
+adds what only a consumer can do:
+
+* refuse handshakes with no token (``bearer_required``) or missing scopes;
+* pick the subprotocol for ``accept()``;
+* follow the token's life while the socket is open: close with **4401** when
+  it expires, with **4403** when the token or its user is revoked
+  (``channels_bearer.revoke``), and, when enabled, accept an in-band refresh
+  message ``{"type": "bearer.refresh", "token": "..."}`` that moves the expiry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
-from channels.consumer import AsyncConsumer
+from asgiref.sync import async_to_sync
+from channels.consumer import SyncConsumer
 from django.core.exceptions import ImproperlyConfigured
 
+from channels_bearer import revoke
 from channels_bearer.conf import conf
-from channels_bearer.exceptions import BearerError, InsufficientScope
+from channels_bearer.exceptions import BearerError, InsufficientScope, InvalidRequest, Revoked
 from channels_bearer.identity import BearerIdentity
 from channels_bearer.refusal import log_refusal, refusal_messages
+from channels_bearer.sources import Credential
 
-__all__ = ["BearerConsumerMixin"]
+__all__ = ["BearerConsumerMixin", "REFRESH_MESSAGE_TYPE", "REFRESHED_MESSAGE_TYPE"]
+
+logger = logging.getLogger("channels_bearer")
+
+#: ``{"type": "bearer.refresh", "token": "<new token>"}``: sent by the client.
+REFRESH_MESSAGE_TYPE = "bearer.refresh"
+#: ``{"type": "bearer.refreshed", "expires_at": "<ISO 8601 or null>"}``: the answer.
+REFRESHED_MESSAGE_TYPE = "bearer.refreshed"
+EXPIRED_EVENT = {"type": "bearer.expired"}
+
+Message = dict[str, Any]
 
 
 class BearerConsumerMixin:
@@ -37,6 +62,11 @@ class BearerConsumerMixin:
 
     ``app_subprotocols``: the application subprotocols this consumer speaks, in
     order of preference; ``accept()`` answers the first one the client offered.
+
+    ``bearer_scopes``: scopes the token must carry (``insufficient_scope``).
+
+    ``bearer_refresh``: accept in-band refresh messages; ``None`` follows
+    ``CHANNELS_BEARER["REFRESH"]``.
     """
 
     bearer_required: bool = True
@@ -44,9 +74,58 @@ class BearerConsumerMixin:
     #: OAuth 2.0 scopes the token must carry (``scope``/``scp`` claim, or the
     #: backend's own notion): refused with ``insufficient_scope`` otherwise.
     bearer_scopes: Sequence[str] = ()
+    bearer_refresh: bool | None = None
 
     scope: dict[str, Any]
     base_send: Any
+    channel_layer: Any
+    channel_name: str
+    groups: list[str]
+
+    # -- lifecycle plumbing -------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        # Expiry, refresh and local revocation reach the consumer as messages
+        # on its own receive stream, so they are dispatched like any other
+        # message: on the consumer's thread for sync consumers, and with the
+        # same ordering guarantees.
+        self._bearer_loop = asyncio.get_running_loop()
+        self._bearer_events: asyncio.Queue[Message] = asyncio.Queue()
+        self._bearer_timer: asyncio.TimerHandle | None = None
+        self._bearer_local_groups: list[str] = []
+        identity = scope.get("bearer")
+        if isinstance(identity, BearerIdentity):
+            self._bearer_schedule_expiry(identity.expires_at)
+        try:
+            return await super().__call__(scope, _merge_receive(receive, self._bearer_events), send)  # type: ignore[misc]
+        finally:
+            # No timer outlives its socket.
+            if self._bearer_timer is not None:
+                self._bearer_timer.cancel()
+            revoke.unregister_local(self._bearer_local_groups, self)
+
+    def bearer_post_event(self, message: Message) -> None:
+        """Deliver ``message`` to this consumer from any thread."""
+        self._bearer_loop.call_soon_threadsafe(self._bearer_events.put_nowait, message)
+
+    def _bearer_schedule_expiry(self, expires_at: datetime | None) -> None:
+        # Runs on the event loop thread only (call_soon_threadsafe from sync code).
+        if self._bearer_timer is not None:
+            self._bearer_timer.cancel()
+            self._bearer_timer = None
+        if expires_at is None:
+            return
+        delay = (expires_at - datetime.now(timezone.utc)).total_seconds() + conf.EXPIRY_GRACE
+        self._bearer_timer = self._bearer_loop.call_later(
+            max(delay, 0.0), self._bearer_events.put_nowait, dict(EXPIRED_EVENT)
+        )
+
+    @property
+    def _bearer_is_async(self) -> bool:
+        # SyncConsumer subclasses AsyncConsumer: test for the sync one.
+        return not isinstance(self, SyncConsumer)
+
+    # -- handshake ------------------------------------------------------------
 
     @property
     def bearer(self) -> BearerIdentity | None:
@@ -54,7 +133,7 @@ class BearerConsumerMixin:
         identity: BearerIdentity | None = self.scope.get("bearer")
         return identity
 
-    def websocket_connect(self, message: dict[str, Any]) -> Any:
+    def websocket_connect(self, message: Message) -> Any:
         # A plain method on purpose: for the async consumers it returns the
         # coroutine that AsyncConsumer.dispatch awaits; for the sync ones it runs.
         if "bearer" not in self.scope:
@@ -63,16 +142,28 @@ class BearerConsumerMixin:
                 "wrap the websocket router in channels_bearer.middleware.BearerAuthMiddlewareStack."
             )
         error = self.bearer_refusal()
-        if error is not None or (self.bearer_required and self.bearer is None):
-            log_refusal(self.scope, error, None)
+        identity = self.bearer
+        if error is not None or (self.bearer_required and identity is None):
+            log_refusal(self.scope, error, identity.source if identity else None)
             return self.bearer_refuse(error)
+        if identity is not None:
+            self._bearer_join(identity)
         return super().websocket_connect(message)  # type: ignore[misc]
 
-    def bearer_refusal(self) -> BearerError | None:
-        """A reason to refuse this authenticated handshake, or ``None``.
+    def _bearer_join(self, identity: BearerIdentity) -> None:
+        groups = [revoke.user_group(identity.user), revoke.token_group(identity.token_id)]
+        if self.channel_layer is not None:
+            # Channels joins self.groups before connect() and leaves them on disconnect.
+            self.groups = [*self.groups, *groups]
+        else:
+            self._bearer_local_groups = groups
+            revoke.register_local(groups, self)
 
-        Override to add checks of your own (call ``super()``); return the
-        error rather than raising it.
+    def bearer_refusal(self) -> BearerError | None:
+        """A reason to refuse this authenticated connection, or ``None``.
+
+        Checked at the handshake and after every refresh. Override to add
+        checks of your own (call ``super()``); return the error, do not raise it.
         """
         bearer = self.bearer
         if bearer is not None and self.bearer_scopes:
@@ -88,16 +179,12 @@ class BearerConsumerMixin:
             mode=conf.REFUSAL,
             accept_subprotocol=self.select_subprotocol(),
         )
-        if isinstance(self, AsyncConsumer):
+        return self._bearer_in_kind(self._bearer_send_all(messages))
 
-            async def send_all() -> None:
-                for message in messages:
-                    await self.base_send(message)
-
-            return send_all()
+    async def _bearer_send_all(self, messages: list[Message]) -> None:
+        send = self.base_send if self._bearer_is_async else _to_async(self.base_send)
         for message in messages:
-            self.base_send(message)
-        return None
+            await send(message)
 
     def select_subprotocol(self) -> str | None:
         """The subprotocol ``accept()`` answers when it is given none.
@@ -115,3 +202,147 @@ class BearerConsumerMixin:
         if subprotocol is None:
             subprotocol = self.select_subprotocol()
         return super().accept(subprotocol, headers)  # type: ignore[misc]
+
+    # -- after accept -----------------------------------------------------------
+
+    def bearer_expired(self, message: Message) -> Any:
+        """The token expired (plus ``EXPIRY_GRACE``): close with 4401."""
+        return self.bearer_close(4401, "token_expired")
+
+    def bearer_revoke(self, message: Message) -> Any:
+        """``disconnect_user()``/``disconnect_token()`` reached this socket: close with 4403."""
+        return self.bearer_close(4403, "revoked")
+
+    def bearer_close(self, code: int, reason: str) -> Any:
+        """Close the socket; override to tell the client first (call ``super()``)."""
+        identity = self.bearer
+        logger.info(
+            "Closing WebSocket %s with %s (%s) [token_id=%s]",
+            self.scope.get("path", "?"),
+            code,
+            reason,
+            identity.token_id if identity else None,
+        )
+        return self.close(code=code, reason=reason)  # type: ignore[attr-defined]
+
+    def websocket_receive(self, message: Message) -> Any:
+        text = message.get("text")
+        if text is not None and self._bearer_refresh_enabled():
+            try:
+                token = parse_refresh_message(text)
+            except InvalidRequest as error:
+                return self.bearer_close(error.close_code, error.error)
+            if token is not None:
+                return self._bearer_in_kind(self._bearer_refresh(token))
+        return super().websocket_receive(message)  # type: ignore[misc]
+
+    def _bearer_refresh_enabled(self) -> bool:
+        return conf.REFRESH if self.bearer_refresh is None else self.bearer_refresh
+
+    async def _bearer_refresh(self, token: str) -> None:
+        from channels_bearer.middleware import authenticate_credential
+
+        current = self.bearer
+        send = self.base_send if self._bearer_is_async else _to_async(self.base_send)
+        try:
+            identity = await authenticate_credential(Credential("refresh", token), self.scope)
+            if current is None or identity.user.pk != current.user.pk:
+                raise Revoked("the refreshed token belongs to another user")
+        except BearerError as error:
+            logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), error.error)
+            await send({"type": "websocket.close", "code": error.close_code, "reason": error.error})
+            return
+        identity = dataclasses.replace(identity, source=current.source)
+        self.scope["bearer"] = identity
+        self.scope["user"] = identity.user
+        error = self.bearer_refusal()
+        if error is not None:
+            await send({"type": "websocket.close", "code": error.close_code, "reason": error.error})
+            return
+        if identity.token_id != current.token_id:
+            await self._bearer_switch_token_group(current.token_id, identity.token_id)
+        self._bearer_loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
+        answer = {
+            "type": REFRESHED_MESSAGE_TYPE,
+            "expires_at": identity.expires_at.isoformat() if identity.expires_at else None,
+        }
+        await send({"type": "websocket.send", "text": json.dumps(answer)})
+
+    async def _bearer_switch_token_group(self, old_id: str, new_id: str) -> None:
+        old, new = revoke.token_group(old_id), revoke.token_group(new_id)
+        if self.channel_layer is not None:
+            await self.channel_layer.group_add(new, self.channel_name)
+            await self.channel_layer.group_discard(old, self.channel_name)
+            self.groups = [new if group == old else group for group in self.groups]
+        else:
+            revoke.unregister_local([old], self)
+            revoke.register_local([new], self)
+            self._bearer_local_groups = [new if group == old else group for group in self._bearer_local_groups]
+
+    def _bearer_in_kind(self, coroutine: Awaitable[None]) -> Any:
+        """Hand a coroutine back to async consumers; run it to the end for sync ones."""
+        if self._bearer_is_async:
+            return coroutine
+
+        async def run() -> None:
+            await coroutine
+
+        async_to_sync(run)()
+        return None
+
+
+def parse_refresh_message(text: str) -> str | None:
+    """The token of a refresh message, or ``None`` for an application message.
+
+    A frame is ours only when it is a JSON object whose ``type`` is
+    ``bearer.refresh``; a cheap substring test keeps JSON parsing off the path
+    of every other frame.
+    """
+    if REFRESH_MESSAGE_TYPE not in text or not text.lstrip().startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != REFRESH_MESSAGE_TYPE:
+        return None
+    token = data.get("token")
+    if not isinstance(token, str) or not token.strip():
+        raise InvalidRequest("the refresh message has no token")
+    return token.strip()
+
+
+def _to_async(send: Any) -> Callable[[Message], Awaitable[None]]:
+    # Sync consumers hold base_send as async_to_sync(send); reach the original.
+    original = getattr(send, "awaitable", None)
+    if original is None:
+        raise RuntimeError("cannot find the ASGI send of this sync consumer")
+    return original  # type: ignore[no-any-return]
+
+
+def _merge_receive(receive: Any, events: asyncio.Queue[Message]) -> Callable[[], Awaitable[Message]]:
+    """A receive callable yielding the server's messages and our own events."""
+    pending: asyncio.Future[Message] | None = None
+
+    async def merged() -> Message:
+        nonlocal pending
+        if not events.empty():
+            return events.get_nowait()
+        if pending is None:
+            pending = asyncio.ensure_future(receive())
+        getter = asyncio.ensure_future(events.get())
+        try:
+            await asyncio.wait({pending, getter}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            getter.cancel()
+            pending.cancel()
+            raise
+        if getter.done():
+            # Leave the server's receive pending for the next call.
+            return getter.result()
+        getter.cancel()
+        message = pending.result()
+        pending = None
+        return message
+
+    return merged
