@@ -87,16 +87,23 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def start_server(kind: str, env: dict[str, str], log_dir: Path, *, settings: dict[str, Any] | None = None) -> Server:
+def start_server(
+    kind: str,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    app: str = "testproject.asgi:application",
+) -> Server:
     port = free_port()
     if settings:
         env = {**env, "BEARER_TEST_SETTINGS": json.dumps(settings)}
     if kind == "daphne":
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "testproject.asgi:application"]
+        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
     elif kind == "uvicorn":
         command = [
             sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "debug", "testproject.asgi:application",
+            "--log-level", "debug", app,
         ]  # fmt: skip
     else:
         raise ValueError(kind)
