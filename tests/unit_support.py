@@ -115,6 +115,8 @@ async def refused(comm: WebsocketCommunicator) -> int:
     """
     connected, code = await comm.connect()
     assert connected is False, f"accepted with subprotocol {code!r}"
+    # As a server would after a close: a refusing consumer then ends at once.
+    await comm.send_input({"type": "websocket.disconnect", "code": code})
     await comm.wait()
     assert isinstance(code, int)
     return code
