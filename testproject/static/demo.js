@@ -1,3 +1,5 @@
+// The demo page: sign in over HTTP for a DRF token, then open /ws/whoami/
+// with channelsBearer.connect() (bearer-websocket.js, loaded before this file).
 "use strict";
 (function () {
   var form = document.getElementById("sign-in-form");
@@ -6,37 +8,68 @@
   var frame = document.getElementById("frame");
   var socket = null;
 
-  form.addEventListener("submit", async function (event) {
-    event.preventDefault();
-    if (socket) socket.close();
-    status.textContent = "signing in…";
+  function show(text) {
+    status.textContent = text;
+  }
+
+  async function fetchToken(username, password) {
     var response = await fetch("/api/token/", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({
-        username: document.getElementById("username").value,
-        password: document.getElementById("password").value,
-      }),
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ username: username, password: password }),
     });
-    if (!response.ok) {
-      status.textContent = "sign-in failed (" + response.status + ")";
-      return;
-    }
-    var token = (await response.json()).token;
-    socket = channelsBearer.connect("/ws/whoami/", token);
-    status.textContent = "connecting…";
-    socket.addEventListener("open", function () {
-      status.textContent = "open (subprotocol " + socket.protocol + ")";
+    if (!response.ok) throw new Error("sign-in failed (HTTP " + response.status + ")");
+    return (await response.json()).token;
+  }
+
+  function open(token) {
+    var ws = channelsBearer.connect("/ws/whoami/", token);
+    ws.addEventListener("open", function () {
+      show("open (subprotocol " + ws.protocol + ")");
     });
-    socket.addEventListener("message", function (message) {
+    ws.addEventListener("message", function (message) {
       var data = JSON.parse(message.data);
       if (data.user !== undefined) {
         whoami.textContent = data.user;
         frame.textContent = JSON.stringify(data, null, 2);
       }
     });
-    socket.addEventListener("close", function (close) {
-      status.textContent = "closed (code " + close.code + ")";
+    ws.addEventListener("close", function (close) {
+      if (socket !== ws) return; // an older socket this page replaced
+      if (close.code === 1006) {
+        // A refused handshake (401/403) reaches a page only as 1006.
+        show("closed (code 1006: refused or unreachable)");
+      } else if (close.code === 4401) {
+        show("closed (code 4401: token expired or not accepted; sign in again)");
+      } else if (close.code === 4403) {
+        show("closed (code 4403: token revoked or user deactivated)");
+      } else {
+        show("closed (code " + close.code + ")");
+      }
+      whoami.textContent = "(not connected)";
     });
+    return ws;
+  }
+
+  form.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    if (socket) {
+      var old = socket;
+      socket = null;
+      old.close(1000);
+    }
+    show("signing in…");
+    var token;
+    try {
+      token = await fetchToken(
+        document.getElementById("username").value,
+        document.getElementById("password").value
+      );
+    } catch (error) {
+      show(error.message);
+      return;
+    }
+    show("connecting…");
+    socket = open(token);
   });
 })();
