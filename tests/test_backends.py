@@ -336,3 +336,53 @@ async def test_simplejwt_honours_check_revoke_token(alice: Any) -> None:
         await database_sync_to_async(change_password)()
         with pytest.raises(InactiveUser):
             await SimpleJWTBackend().authenticate(token, {})
+
+
+BLACKLIST_SCRIPT = """
+import asyncio, sys, django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "rest_framework",
+                    "rest_framework_simplejwt.token_blacklist", "channels_bearer"],
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sys.argv[1]}},
+    SECRET_KEY="s" * 50, USE_TZ=True,
+    SIMPLE_JWT={"AUTH_TOKEN_CLASSES": ("rest_framework_simplejwt.tokens.SlidingToken",)},
+)
+django.setup()
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from django.contrib.auth.models import User
+from rest_framework_simplejwt.tokens import SlidingToken
+from channels_bearer.backends import SimpleJWTBackend
+from channels_bearer.exceptions import InvalidToken
+token = SlidingToken.for_user(User.objects.create_user("alice"))
+print("valid:", asyncio.run(SimpleJWTBackend().authenticate(str(token), {})).user.username)
+token.blacklist()
+try:
+    asyncio.run(SimpleJWTBackend().authenticate(str(token), {}))
+except InvalidToken as exc:
+    print("blacklisted:", exc.error)
+"""
+
+
+def test_simplejwt_blacklist_app_with_sliding_tokens(tmp_path: Any) -> None:
+    # simplejwt decides at import time whether its token classes check the
+    # blacklist, so this needs a process whose INSTALLED_APPS has the app.
+    # Its check queries the database: it must not run on the event loop.
+    import os
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE" and not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", BLACKLIST_SCRIPT, str(tmp_path / "db.sqlite3")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["valid: alice", "blacklisted: invalid_token"]

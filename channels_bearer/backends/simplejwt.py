@@ -40,7 +40,9 @@ class SimpleJWTBackend(BaseBackend):
         claims = unverified_jwt_claims(token)
         if claims is None or not self.is_candidate(claims):
             return None
-        validated = self.get_validated_token(token)
+        # Off the event loop: with the token_blacklist app installed, simplejwt's
+        # sliding and refresh token classes query the database while validating.
+        validated = await database_sync_to_async(self.get_validated_token)(token)
         user = await database_sync_to_async(self.get_user)(validated)
         payload: dict[str, Any] = dict(validated.payload)
         return BearerIdentity(
