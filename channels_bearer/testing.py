@@ -633,6 +633,11 @@ def _code_message(label: str, want: int, got: Any, error: str | None) -> str:
     message = f"Expected close code {want} ({label}), got {got!r}."
     if error == "invalid_token" and got == 4403 and want == 4401:
         message += " A token of an inactive or deleted user closes with 4403: pass code=4403."
+    if got == 1011:
+        message += (
+            " 1011 is temporarily_unavailable: a backend failed (see the channels_bearer log)."
+            " Under pytest-django, does the test have database access (django_db(transaction=True))?"
+        )
     return message
 
 
