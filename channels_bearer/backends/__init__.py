@@ -2,6 +2,8 @@
 
 from channels_bearer.backends.base import BaseBackend
 from channels_bearer.backends.drf import DRFTokenBackend
+from channels_bearer.backends.jwks import JWKSBackend
+from channels_bearer.backends.oauth_toolkit import OAuthToolkitBackend
 from channels_bearer.backends.simplejwt import SimpleJWTBackend
 
-__all__ = ["BaseBackend", "DRFTokenBackend", "SimpleJWTBackend"]
+__all__ = ["BaseBackend", "DRFTokenBackend", "JWKSBackend", "OAuthToolkitBackend", "SimpleJWTBackend"]

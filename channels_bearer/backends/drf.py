@@ -6,9 +6,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.apps import apps
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 
 from channels_bearer.backends.base import BaseBackend, Scope
+from channels_bearer.cache import DRF, Lookup, cached_lookup
 from channels_bearer.conf import conf
 from channels_bearer.identity import BearerIdentity, token_hash_id
 
@@ -19,6 +21,11 @@ class DRFTokenBackend(BaseBackend):
     The model is ``CHANNELS_BEARER["DRF_TOKEN_MODEL"]`` (``"authtoken.Token"``),
     or ``model`` on a subclass. Tokens never expire; the ``token_id`` is a hash
     prefix of the key, since the key itself is the secret.
+
+    With ``CHANNELS_BEARER["CACHE"]`` set, lookups of ``DRF_TOKEN_MODEL`` tokens
+    are cached (see :mod:`channels_bearer.cache`); a subclass with another
+    ``model`` always reads the database, since only ``DRF_TOKEN_MODEL`` rows
+    drop their cache entries when deleted.
     """
 
     #: ``"app_label.ModelName"``; ``None`` reads the setting.
@@ -29,22 +36,33 @@ class DRFTokenBackend(BaseBackend):
 
     def is_candidate(self, token: str, model: type[models.Model]) -> bool:
         # A JWT is far longer than any DRF key column: skip the query for it.
-        max_length = model._meta.get_field("key").max_length
+        max_length = getattr(model._meta.get_field("key"), "max_length", None)
         return max_length is None or len(token) <= max_length
 
     async def authenticate(self, token: str, scope: Scope) -> BearerIdentity | None:
         model = self.get_model()
         if not self.is_candidate(token, model):
             return None
-        token_object = await database_sync_to_async(self.get_token_object)(model, token)
-        if token_object is None:
+        found = await database_sync_to_async(self.lookup)(model, token)
+        if found is None:
             return None
-        user = token_object.user
+        user = found[0]
         self.check_user(user)
         return BearerIdentity(user=user, token_id=token_hash_id(token))
+
+    def lookup(self, model: type[models.Model], token: str) -> Lookup | None:
+        """``(user, {})`` for a known token, from the cache when one is configured."""
+
+        def load() -> Lookup | None:
+            token_object = self.get_token_object(model, token)
+            return None if token_object is None else (token_object.user, {})
+
+        if model._meta.label_lower != conf.DRF_TOKEN_MODEL.lower():
+            return load()
+        return cached_lookup(DRF, token, load)
 
     def get_token_object(self, model: type[models.Model], key: str) -> Any:
         try:
             return model._default_manager.select_related("user").get(key=key)
-        except model.DoesNotExist:
+        except ObjectDoesNotExist:
             return None

@@ -1,0 +1,136 @@
+"""django-oauth-toolkit access tokens, for projects that are their own authorization server."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from datetime import datetime
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.core.checks import CheckMessage, Error, Warning
+from django.db import models
+from django.utils import timezone
+
+from channels_bearer.backends.base import BaseBackend, Scope
+from channels_bearer.cache import OAUTH_TOOLKIT, Lookup, cached_lookup
+from channels_bearer.exceptions import ExpiredToken, InactiveUser
+from channels_bearer.identity import BearerIdentity, token_hash_id
+
+
+class OAuthToolkitBackend(BaseBackend):
+    """Looks access tokens up as the toolkit's ``OAuth2Validator`` does.
+
+    By SHA-256 ``token_checksum`` (django-oauth-toolkit 3.x; older versions by
+    the ``token`` column), with the application and user. An unknown token is
+    not ours (the next backend is asked); an expired one raises
+    ``ExpiredToken``; an inactive user ``InactiveUser``.
+
+    ``scope["bearer"]`` carries ``scopes`` (the token's ``scope`` field) and
+    ``claims = {"client_id", "application_id", "application", "scope", "user_id"}``;
+    ``token_id`` is :func:`~channels_bearer.identity.token_hash_id` of the
+    token, as ``TicketView`` computes it (and equal to ``token_checksum[:32]``).
+
+    Tokens from the client-credentials grant have no user: they are refused
+    unless ``allow_client_credentials`` is set on a subclass, in which case
+    ``scope["user"]`` is ``AnonymousUser`` and ``claims["client_id"]`` says
+    which client it is.
+    """
+
+    allow_client_credentials: bool = False
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        from django.apps import apps
+
+        if importlib.util.find_spec("oauth2_provider") is None:
+            return [
+                Error(
+                    "OAuthToolkitBackend is configured, but django-oauth-toolkit is not installed.",
+                    hint="pip install channels-bearer[oauth-toolkit], or remove the backend.",
+                    id="channels_bearer.E030",
+                )
+            ]
+        if not apps.is_installed("oauth2_provider"):
+            return [
+                Error(
+                    "OAuthToolkitBackend is configured, but 'oauth2_provider' is not in INSTALLED_APPS.",
+                    hint="Add 'oauth2_provider' to INSTALLED_APPS and run migrate.",
+                    id="channels_bearer.E031",
+                )
+            ]
+        model = cls().get_model()
+        field_names = {f.name for f in model._meta.get_fields()}
+        if "token_checksum" not in field_names:
+            return [
+                Warning(
+                    f"{model._meta.label} has no token_checksum field: tokens are looked up by their "
+                    "plain value (django-oauth-toolkit < 3).",
+                    hint="Upgrade django-oauth-toolkit to 3.x, which stores and looks up a SHA-256 checksum.",
+                    id="channels_bearer.W030",
+                )
+            ]
+        return []
+
+    def get_model(self) -> type[models.Model]:
+        from oauth2_provider.models import get_access_token_model  # type: ignore[import-untyped]
+
+        model: type[models.Model] = get_access_token_model()
+        return model
+
+    async def authenticate(self, token: str, scope: Scope) -> BearerIdentity | None:
+        model = self.get_model()
+        found = await database_sync_to_async(self.lookup)(model, token)
+        if found is None:
+            return None
+        user, data = found
+        expires: datetime | None = data["expires"]
+        # The toolkit's AccessToken.is_expired(): no expiry counts as expired.
+        if expires is None or timezone.now() >= expires:
+            raise ExpiredToken("the token has expired")
+        if user is None:
+            if not self.allow_client_credentials:
+                raise InactiveUser("the token belongs to no user (client credentials)")
+            from django.contrib.auth.models import AnonymousUser
+
+            user = AnonymousUser()
+        else:
+            self.check_user(user)
+        claims = {key: data[key] for key in ("client_id", "application_id", "application", "scope", "user_id")}
+        return BearerIdentity(
+            user=user,
+            token_id=token_hash_id(token),
+            expires_at=expires,
+            claims=claims,
+            scopes=frozenset(str(data["scope"] or "").split()),
+        )
+
+    def lookup(self, model: type[models.Model], token: str) -> Lookup | None:
+        """``(user or None, data)`` for a known token, from the cache when one is configured."""
+
+        def load() -> Lookup | None:
+            access_token = self.get_token_object(model, token)
+            if access_token is None:
+                return None
+            return access_token.user, self.describe(access_token)
+
+        return cached_lookup(OAUTH_TOOLKIT, token, load)
+
+    def get_token_object(self, model: type[models.Model], token: str) -> Any:
+        queryset = model._default_manager.select_related("application", "user")
+        if any(f.name == "token_checksum" for f in model._meta.get_fields()):
+            checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
+            return queryset.filter(token_checksum=checksum).first()
+        return queryset.filter(token=token).first()
+
+    def describe(self, access_token: Any) -> dict[str, Any]:
+        """What is kept about a token (in the cache too): never the token itself."""
+        application = access_token.application
+        return {
+            "expires": access_token.expires,
+            "scope": access_token.scope or "",
+            "client_id": getattr(application, "client_id", None),
+            "application_id": getattr(application, "pk", None),
+            "application": getattr(application, "name", None),
+            "user_id": access_token.user_id,
+        }
