@@ -403,3 +403,49 @@ async def test_aclose_of_a_never_connected_lazy_communicator(alice: Any) -> None
     communicator.future  # what an eager asgiref does on construction  # noqa: B018
     await communicator.aclose()
     assert communicator.future.cancelled()
+
+
+# -- kind="jwks" end to end: JWKSBackend fetching the test key's JWKS over loopback ----
+
+
+@pytest.fixture
+def jwks_url() -> Any:
+    import http.server
+    import threading
+
+    key_set = json.dumps({"keys": [keys.public_jwk(keys.RSA_KEY_1, keys.RSA_KID_1)]}).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(key_set)))
+            self.end_headers()
+            self.wfile.write(key_set)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_jwks_token_accepted_by_jwks_backend(jwks_url: str, alice: Any) -> None:
+    settings = {
+        "BACKENDS": ["channels_bearer.backends.JWKSBackend"],
+        "JWKS": {"ISSUER": "https://issuer.test/", "AUDIENCE": "chat-api", "JWKS_URL": jwks_url},
+    }
+    with override_settings(CHANNELS_BEARER=settings):
+        token = make_token(alice, "jwks", key=keys.RSA_KEY_1_PEM, kid=keys.RSA_KID_1)
+        async with BearerCommunicator(get_default_application(), WHOAMI, token=token) as communicator:
+            assert await communicator.connect() == (True, "access_token")
+            seen = await communicator.receive_json_from()
+            assert (seen["user"], seen["backend"]) == ("alice", "channels_bearer.backends.JWKSBackend")
+        wrong_audience = make_token(alice, "jwks", key=keys.RSA_KEY_1_PEM, kid=keys.RSA_KID_1, claims={"aud": "other"})
+        async with BearerCommunicator(get_default_application(), WHOAMI, token=wrong_audience) as refused:
+            await refused.connect()
+            assert_refused(refused)
