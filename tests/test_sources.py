@@ -13,8 +13,12 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.test import override_settings
+from hypothesis import given, strategies as st
+from hypothesis import settings as hypothesis_settings
 
-from channels_bearer.sources import pop_query_params
+from channels_bearer.conf import conf
+from channels_bearer.exceptions import InvalidRequest
+from channels_bearer.sources import extract, pop_query_params
 from channels_bearer.tickets import issue_ticket
 from tests.backends import PASSPHRASE_PREFIX
 from tests.unit_support import (
@@ -261,3 +265,37 @@ async def test_subprotocol_source_disabled_ignores_marker(token: str) -> None:
 
 def test_b64url_helper_has_no_padding() -> None:
     assert b64url("a") == "YQ"
+
+
+# --- no input makes extract() raise anything but InvalidRequest ---------------------
+
+_entries = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["access_token", "base64url.bearer.", "chat"]),
+    st.text(max_size=12).map(lambda t: "base64url.bearer." + t),
+)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    subprotocols=st.lists(_entries, max_size=5),
+    authorization=st.lists(st.binary(max_size=20).map(lambda b: b"Bearer " + b), max_size=2),
+    query=st.binary(max_size=30),
+)
+def test_extract_only_raises_invalid_request(subprotocols: list[str], authorization: list[bytes], query: bytes) -> None:
+    scope = {
+        "type": "websocket",
+        "subprotocols": subprotocols,
+        "headers": [(b"authorization", value) for value in authorization],
+        "query_string": query,
+    }
+    with override_settings(CHANNELS_BEARER=ALL_SOURCES):
+        try:
+            result = extract(scope, conf)
+        except InvalidRequest:
+            return
+    # Whatever was accepted, no marker, token entry or token parameter stays
+    # in what the inner app sees.
+    assert "access_token" not in result.subprotocols
+    assert not any(entry.startswith("base64url.bearer.") for entry in result.subprotocols)
+    assert pop_query_params(result.query_string, ["access_token", "ticket"])[0] == {}
