@@ -177,6 +177,13 @@ def test_simplejwt_backend_without_simplejwt(monkeypatch: pytest.MonkeyPatch) ->
     assert run_check({"BACKENDS": [DRF]}) == []
 
 
+def test_no_channel_layer_warns() -> None:
+    with override_settings(CHANNEL_LAYERS={}):
+        messages = run_check({})
+    assert [m.id for m in messages] == ["channels_bearer.W002"]
+    assert messages[0].hint
+
+
 def test_several_problems_reported_together() -> None:
     ids = {m.id for m in run_check({"SOURCES": ["cookie", "query"], "REFUSAL": "x", "BACKENDS": ["nope.X"]})}
     assert ids == {"channels_bearer.E003", "channels_bearer.E004", "channels_bearer.E009", "channels_bearer.W001"}
