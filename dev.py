@@ -3,6 +3,7 @@
 
     python3 dev.py demo     # http://127.0.0.1:8000/  (user "demo", password "demo")
     python3 dev.py test     # the whole test suite (extra arguments go to pytest)
+    python3 dev.py bench    # the benchmark (see bench/README.md); --quick for a smoke run
 
 Both create ``.venv/`` on first use and install the package with its
 development dependencies there; later runs reuse it.
@@ -79,11 +80,19 @@ def test(pytest_args: list[str]) -> int:
     return result.returncode or mypy.returncode
 
 
+def bench(bench_args: list[str]) -> int:
+    ensure_venv()
+    # The peer package is installed for the benchmark only.
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-r", ROOT / "bench" / "requirements.txt")
+    return subprocess.run([str(PYTHON), str(ROOT / "bench" / "run.py"), *bench_args], cwd=ROOT).returncode
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test"):
+    commands = {"demo": lambda args: demo(), "test": test, "bench": bench}
+    if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2
-    return demo() if argv[0] == "demo" else test(argv[1:])
+    return commands[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":
