@@ -449,3 +449,29 @@ async def test_jwks_token_accepted_by_jwks_backend(jwks_url: str, alice: Any) ->
         async with BearerCommunicator(get_default_application(), WHOAMI, token=wrong_audience) as refused:
             await refused.connect()
             assert_refused(refused)
+
+
+# -- the plugin's guard --------------------------------------------------------------------
+
+
+def load_plugin_copy(name: str) -> Any:
+    import importlib.util
+
+    import channels_bearer.pytest_plugin as plugin
+
+    spec = importlib.util.spec_from_file_location(name, plugin.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plugin_defines_no_fixtures_without_pytest_django(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pytest_django", None)  # what find_spec reports for a missing module
+    module = load_plugin_copy("plugin_without_pytest_django")
+    assert not module.HAS_PYTEST_DJANGO
+    assert not hasattr(module, "bearer_user") and not hasattr(module, "bearer_communicator")
+    monkeypatch.undo()
+    assert load_plugin_copy("plugin_with_pytest_django").bearer_communicator is not None
