@@ -238,16 +238,37 @@ def assert_refused(server: Server, outcome: Outcome, error: str | None) -> None:
 # Lines the *server* writes with raw request data, not channels-bearer:
 # uvicorn's access line holds the query string (even at INFO), and the
 # websockets library's wire trace (on because tests.servers runs uvicorn with
-# --log-level debug) holds every request header and frame. tests/test_server_quirks.py
-# pins both; the README tells deployers to keep them out of production logs.
+# --log-level debug) holds every request header and frame, and a traceback
+# quoting the Sec-WebSocket-Protocol value when it refuses to parse it.
+# tests/test_server_quirks.py pins all three; the README tells deployers to
+# keep them out of production logs.
 UVICORN_RAW_PREFIXES = ("DEBUG:    < ", "DEBUG:    > ")
 UVICORN_ACCESS_MARK = ' - "WebSocket /'
+UVICORN_INVALID_HANDSHAKE = "DEBUG:    ! invalid handshake"
+LEVEL_PREFIXES = ("DEBUG:", "INFO:", "WARNING:", "ERROR:", "CRITICAL:")
 
 
-def server_owned_line(server: Server, line: str) -> bool:
+def our_lines(server: Server, text: str) -> list[str]:
+    """The log lines channels-bearer, Django and the app may have written.
+
+    On daphne: every line. On uvicorn: all but the server-owned raw-data
+    lines above (a traceback after "! invalid handshake" runs to the next
+    line that starts with a level).
+    """
     if server.kind != "uvicorn":
-        return False
-    return line.startswith(UVICORN_RAW_PREFIXES) or (line.startswith("INFO:") and UVICORN_ACCESS_MARK in line)
+        return text.splitlines()
+    kept: list[str] = []
+    in_server_traceback = False
+    for line in text.splitlines():
+        if in_server_traceback and not line.startswith(LEVEL_PREFIXES):
+            continue
+        in_server_traceback = line.startswith(UVICORN_INVALID_HANDSHAKE)
+        if in_server_traceback or line.startswith(UVICORN_RAW_PREFIXES):
+            continue
+        if line.startswith("INFO:") and UVICORN_ACCESS_MARK in line:
+            continue
+        kept.append(line)
+    return kept
 
 
 class LogWatch:
@@ -274,12 +295,11 @@ class LogWatch:
             await asyncio.sleep(0.05)
 
     async def assert_clean(self, *secrets: str) -> str:
-        """No traceback, and no secret in any line channels-bearer or Django wrote."""
+        """No traceback, and no secret in any line channels-bearer, Django or the app wrote."""
         text = await self.settle()
-        assert "Traceback" not in text, text
-        for line in text.splitlines():
-            if server_owned_line(self.server, line):
-                continue
+        lines = our_lines(self.server, text)
+        assert not any("Traceback" in line for line in lines), text
+        for line in lines:
             for secret in secrets:
                 # The secret, and any long enough piece of it: a truncated
                 # token in a log line is a leak too.

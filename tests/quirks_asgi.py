@@ -9,6 +9,7 @@ the client what the app saw::
 
 ``/deny/`` answers with a ``websocket.http.response`` 401 where the server
 advertises the extension, and with a close before accept elsewhere.
+``/close-after-accept/`` accepts, then closes with 4401 and a reason.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ async def application(
             await send({"type": "websocket.http.response.body", "body": b"denied\n"})
         else:
             await send({"type": "websocket.close", "code": 4401})
+        return
+    if scope["path"] == "/close-after-accept/":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4401, "reason": "invalid_token"})
         return
     offered = [str(entry) for entry in scope.get("subprotocols") or ()]
     # No subprotocol answered: daphne hangs the handshake when the answer is not
