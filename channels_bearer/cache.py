@@ -27,6 +27,7 @@ is logged, without any token text.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import uuid
@@ -137,12 +138,26 @@ def cached_lookup(kind: str, token: str, load: Callable[[], Lookup | None]) -> L
         # add(), not set(): a tombstone written meanwhile must win.
         cache.add(
             key,
-            {"format": FORMAT, "user": found[0], "user_pk": user.pk, "user_version": version, "data": found[1]},
+            {"format": FORMAT, "user": detached(found[0]), "user_pk": user.pk, "user_version": version, "data": found[1]},
             ttl,
         )
     except Exception as exc:
         _cache_failed(exc, "storing a token lookup")
     return found
+
+
+def detached(user: Any) -> Any:
+    """A copy of ``user`` without cached relations, safe to pickle into a cache.
+
+    A user loaded through ``Token.objects.select_related("user")`` caches its
+    reverse one-to-one ``auth_token``: pickled as it is, the token would be
+    stored in the cache with it.
+    """
+    clone = copy.copy(user)
+    clone._state = copy.copy(user._state)
+    clone._state.fields_cache = {}
+    clone.__dict__.pop("_prefetched_objects_cache", None)
+    return clone
 
 
 def _user_version(cache: BaseCache, user_pk: Any, ttl: int) -> str | None:
