@@ -9,6 +9,7 @@ listed in the ``SCOPED_FIXTURES`` environment variable (JSON).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import secrets
@@ -86,15 +87,24 @@ def application() -> Any:
     django.setup()
 
     from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.core.asgi import get_asgi_application
     from django.core.management import call_command
     from django.urls import path
 
     from channels_bearer.middleware import BearerAuthMiddlewareStack
 
-    call_command("migrate", verbosity=0, interactive=False)
-    _load_fixtures(json.loads(os.environ.get("SCOPED_FIXTURES", "{}")))
+    def prepare() -> None:
+        call_command("migrate", verbosity=0, interactive=False)
+        _load_fixtures(json.loads(os.environ.get("SCOPED_FIXTURES", "{}")))
+
+    # uvicorn calls the factory on its event loop, where Django refuses ORM calls.
+    with concurrent.futures.ThreadPoolExecutor(1) as executor:
+        executor.submit(prepare).result()
     return ProtocolTypeRouter(
-        {"websocket": BearerAuthMiddlewareStack(URLRouter([path(SCOPED_PATH.strip("/") + "/", ScopedConsumer.as_asgi())]))}
+        {
+            "http": get_asgi_application(),
+            "websocket": BearerAuthMiddlewareStack(URLRouter([path(SCOPED_PATH.strip("/") + "/", ScopedConsumer.as_asgi())])),
+        }
     )
 
 
