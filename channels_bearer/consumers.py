@@ -37,6 +37,7 @@ from channels_bearer import revoke
 from channels_bearer.conf import conf
 from channels_bearer.exceptions import BearerError, InsufficientScope, InvalidRequest, Revoked
 from channels_bearer.identity import BearerIdentity
+from channels_bearer.layer import ResilientLayer
 from channels_bearer.refusal import log_refusal, refusal_messages
 from channels_bearer.sources import Credential
 
@@ -78,9 +79,18 @@ class BearerConsumerMixin:
 
     scope: dict[str, Any]
     base_send: Any
-    channel_layer: Any
     channel_name: str
     groups: list[str]
+
+    @property
+    def channel_layer(self) -> Any:
+        return self.__dict__.get("_bearer_channel_layer")
+
+    @channel_layer.setter
+    def channel_layer(self, layer: Any) -> None:
+        # Channels assigns the layer in __call__; wrapping it here keeps sockets
+        # (and their authentication) alive while Redis is down. See layer.py.
+        self.__dict__["_bearer_channel_layer"] = None if layer is None else ResilientLayer(layer)
 
     # -- lifecycle plumbing -------------------------------------------------
 
@@ -155,9 +165,10 @@ class BearerConsumerMixin:
         if self.channel_layer is not None:
             # Channels joins self.groups before connect() and leaves them on disconnect.
             self.groups = [*self.groups, *groups]
-        else:
-            self._bearer_local_groups = groups
-            revoke.register_local(groups, self)
+        # Known locally too: a revocation made in this process while the layer
+        # is down (or absent) still reaches this socket.
+        self._bearer_local_groups = groups
+        revoke.register_local(groups, self)
 
     def bearer_refusal(self) -> BearerError | None:
         """A reason to refuse this authenticated connection, or ``None``.
@@ -274,10 +285,9 @@ class BearerConsumerMixin:
             await self.channel_layer.group_add(new, self.channel_name)
             await self.channel_layer.group_discard(old, self.channel_name)
             self.groups = [new if group == old else group for group in self.groups]
-        else:
-            revoke.unregister_local([old], self)
-            revoke.register_local([new], self)
-            self._bearer_local_groups = [new if group == old else group for group in self._bearer_local_groups]
+        revoke.unregister_local([old], self)
+        revoke.register_local([new], self)
+        self._bearer_local_groups = [new if group == old else group for group in self._bearer_local_groups]
 
     def _bearer_in_kind(self, coroutine: Awaitable[None]) -> Any:
         """Hand a coroutine back to async consumers; run it to the end for sync ones."""

@@ -91,7 +91,12 @@ async def _revoke_group(group: str, reason: str) -> None:
         except Exception as exc:
             # Redis down: say so loudly, but do not break the save/delete that
             # triggered us; the sockets of this process are still closed below.
-            logger.error("Could not send %s to group %s: %s", REVOKE_MESSAGE_TYPE, group, type(exc).__name__)
+            logger.error(
+                "Could not send %s to group %s (%s): only this process' sockets are closed.",
+                REVOKE_MESSAGE_TYPE,
+                group,
+                type(exc).__name__,
+            )
         else:
             return
     for consumer in list(_local_sockets.get(group, ())):

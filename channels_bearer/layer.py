@@ -1,0 +1,95 @@
+"""A channel-layer wrapper that keeps sockets alive while the layer is down.
+
+Channels' consumers die with the channel layer: when Redis stops, the
+consumer's blocking ``receive`` on its channel raises, every open socket
+closes with 1011 and every new handshake fails with 500 — authentication
+included, though the handshake itself needs no Redis. Revocation groups are
+ours, so this is ours to soften: ``BearerConsumerMixin`` wraps its consumer's
+layer in ``ResilientLayer``, which
+
+* retries ``receive`` with backoff instead of raising (one error logged per
+  outage, one info line on recovery);
+* turns a failed ``group_add`` into a logged error, and after an outage
+  re-joins every group of the consumer once the layer answers again (a
+  restarted Redis has forgotten them), so revocation works again.
+
+``send`` and ``group_send`` are passed through unchanged: callers decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+logger = logging.getLogger("channels_bearer")
+
+MAX_BACKOFF = 5.0
+
+
+class ResilientLayer:
+    def __init__(self, layer: Any) -> None:
+        self._layer = layer
+        self._groups: set[str] = set()
+        self._rejoin_needed = False
+        self._failing = False
+
+    @property
+    def wrapped(self) -> Any:
+        return self._layer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._layer, name)
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        delay = 0.1
+        while True:
+            try:
+                if self._rejoin_needed:
+                    await self._rejoin(channel)
+                message: dict[str, Any] = await self._layer.receive(channel)
+            except Exception as exc:
+                self._report(exc, "receive")
+                self._rejoin_needed = bool(self._groups)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            self._recovered()
+            return message
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self._groups.add(group)
+        try:
+            await self._layer.group_add(group, channel)
+        except Exception as exc:
+            self._report(exc, f"group_add {group}")
+            self._rejoin_needed = True
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self._groups.discard(group)
+        try:
+            await self._layer.group_discard(group, channel)
+        except Exception as exc:
+            # Redis forgets the membership when the group expires
+            # (channels-redis group_expiry): nothing to retry.
+            self._report(exc, f"group_discard {group}")
+
+    async def _rejoin(self, channel: str) -> None:
+        for group in sorted(self._groups):
+            await self._layer.group_add(group, channel)
+        self._rejoin_needed = False
+
+    def _report(self, exc: Exception, operation: str) -> None:
+        if not self._failing:
+            self._failing = True
+            logger.error(
+                "Channel layer unavailable (%s: %s); sockets stay open, revocation from other "
+                "processes cannot reach them until it returns.",
+                operation,
+                type(exc).__name__,
+            )
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            logger.info("Channel layer available again; revocation groups re-joined.")
