@@ -266,9 +266,9 @@ class BearerConsumerMixin:
         identity = dataclasses.replace(identity, source=current.source)
         self.scope["bearer"] = identity
         self.scope["user"] = identity.user
-        error = self.bearer_refusal()
-        if error is not None:
-            await send({"type": "websocket.close", "code": error.close_code, "reason": error.error})
+        refusal = self.bearer_refusal()
+        if refusal is not None:
+            await send({"type": "websocket.close", "code": refusal.close_code, "reason": refusal.error})
             return
         if identity.token_id != current.token_id:
             await self._bearer_switch_token_group(current.token_id, identity.token_id)

@@ -41,7 +41,11 @@ __all__ = ["BearerAuthMiddleware", "BearerAuthMiddlewareStack", "authenticate_cr
 class BearerAuthMiddleware(BaseMiddleware):
     """Authenticates WebSocket handshakes from a bearer token; HTTP passes through."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    # Any ASGI application: Channels' stubs type it as a union that cannot be
+    # called uniformly.
+    inner: Any
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
         if scope.get("type") != "websocket":
             return await self.inner(scope, receive, send)
         scope = dict(scope)
@@ -50,7 +54,9 @@ class BearerAuthMiddleware(BaseMiddleware):
         try:
             extraction = extract(scope, conf)
             credential = extraction.credential
-            identity = await authenticate_credential(credential, scope) if credential else None
+            identity: BearerIdentity | None = None
+            if credential is not None:
+                identity = await authenticate_credential(credential, scope)
         except BearerError as error:
             log_refusal(scope, error, credential.source if credential else None)
             return await refuse(scope, receive, send, error, marker if marker_offered(scope, marker) else None)
@@ -84,8 +90,8 @@ async def authenticate_credential(credential: Credential, scope: dict[str, Any])
     if credential.source == "ticket":
         from channels_bearer.tickets import redeem_ticket
 
-        identity = await redeem_ticket(credential.token)
-        return dataclasses.replace(identity, source="ticket")
+        ticket_identity = await redeem_ticket(credential.token)
+        return dataclasses.replace(ticket_identity, source="ticket")
     for path, backend in conf.backends:
         try:
             identity = await backend.authenticate(credential.token, scope)

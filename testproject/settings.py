@@ -10,6 +10,7 @@ Environment:
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -101,7 +102,7 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
 
-CHANNELS_BEARER = {
+CHANNELS_BEARER: dict[str, Any] = {
     "BACKENDS": [
         "channels_bearer.backends.DRFTokenBackend",
         "channels_bearer.backends.SimpleJWTBackend",
