@@ -162,6 +162,35 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
 
+    for key, kind in (("TICKET_TTL", "seconds"), ("EXPIRY_GRACE", "seconds"), ("CACHE_TTL", "seconds")):
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}['{key}'] = {value!r} must be a number of {kind}, zero or more.",
+                    hint=f"The default is {DEFAULTS[key]!r}.",
+                    id="channels_bearer.E013",
+                )
+            )
+    for key in ("REFRESH", "REVOKE_ON_LOGOUT"):
+        if not isinstance(values[key], bool):
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}['{key}'] = {values[key]!r} must be True or False.",
+                    hint=f"The default is {DEFAULTS[key]!r}.",
+                    id="channels_bearer.E014",
+                )
+            )
+    if "header" in sources and _is_str_list(values["HEADER_KEYWORDS"]) and not values["HEADER_KEYWORDS"]:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['HEADER_KEYWORDS'] is empty while the 'header' source is enabled: "
+                "no Authorization header can ever be read.",
+                hint="Use ['Bearer'], or remove 'header' from SOURCES.",
+                id="channels_bearer.E015",
+            )
+        )
+
     if "query" in sources:
         errors.append(
             Warning(

@@ -120,6 +120,12 @@ CASES: list[tuple[str, Any, list[str]]] = [
     ("empty backends", {"BACKENDS": []}, ["channels_bearer.E011"]),
     ("empty query param", {"QUERY_PARAM": ""}, ["channels_bearer.E012"]),
     ("empty query param", {"TICKET_PARAM": ""}, ["channels_bearer.E012"]),
+    ("bad number", {"TICKET_TTL": "30s"}, ["channels_bearer.E013"]),
+    ("bad number", {"EXPIRY_GRACE": -1}, ["channels_bearer.E013"]),
+    ("bad number", {"CACHE_TTL": True}, ["channels_bearer.E013"]),
+    ("bad flag", {"REFRESH": "yes"}, ["channels_bearer.E014"]),
+    ("bad flag", {"REVOKE_ON_LOGOUT": 1}, ["channels_bearer.E014"]),
+    ("no header keywords", {"HEADER_KEYWORDS": []}, ["channels_bearer.E015"]),
     ("query enabled", {"SOURCES": ["subprotocol", "query"]}, ["channels_bearer.W001"]),
 ]
 
