@@ -238,13 +238,14 @@ def assert_refused(server: Server, outcome: Outcome, error: str | None) -> None:
 # Lines the *server* writes with raw request data, not channels-bearer:
 # uvicorn's access line holds the query string (even at INFO), and the
 # websockets library's wire trace (on because tests.servers runs uvicorn with
-# --log-level debug) holds every request header and frame, and a traceback
-# quoting the Sec-WebSocket-Protocol value when it refuses to parse it.
+# --log-level debug) holds every request header and frame, and, for a request
+# it refuses to parse ("! invalid handshake", "! header fields too large"), a
+# traceback that can quote the offending header value.
 # tests/test_server_quirks.py pins all three; the README tells deployers to
 # keep them out of production logs.
 UVICORN_RAW_PREFIXES = ("DEBUG:    < ", "DEBUG:    > ")
 UVICORN_ACCESS_MARK = ' - "WebSocket /'
-UVICORN_INVALID_HANDSHAKE = "DEBUG:    ! invalid handshake"
+UVICORN_PARSE_FAILURE = "DEBUG:    ! "
 LEVEL_PREFIXES = ("DEBUG:", "INFO:", "WARNING:", "ERROR:", "CRITICAL:")
 
 
@@ -252,8 +253,8 @@ def our_lines(server: Server, text: str) -> list[str]:
     """The log lines channels-bearer, Django and the app may have written.
 
     On daphne: every line. On uvicorn: all but the server-owned raw-data
-    lines above (a traceback after "! invalid handshake" runs to the next
-    line that starts with a level).
+    lines above (a traceback after "! <why>" runs to the next line that
+    starts with a level).
     """
     if server.kind != "uvicorn":
         return text.splitlines()
@@ -262,7 +263,7 @@ def our_lines(server: Server, text: str) -> list[str]:
     for line in text.splitlines():
         if in_server_traceback and not line.startswith(LEVEL_PREFIXES):
             continue
-        in_server_traceback = line.startswith(UVICORN_INVALID_HANDSHAKE)
+        in_server_traceback = line.startswith(UVICORN_PARSE_FAILURE)
         if in_server_traceback or line.startswith(UVICORN_RAW_PREFIXES):
             continue
         if line.startswith("INFO:") and UVICORN_ACCESS_MARK in line:
