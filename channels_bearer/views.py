@@ -58,5 +58,9 @@ def describe_auth(auth: Any) -> tuple[str | None, Any, frozenset[str]]:
     if isinstance(token, str):  # django-oauth-toolkit AccessToken
         expires = getattr(auth, "expires", None)
         scope = getattr(auth, "scope", "") or ""
-        return token_hash_id(token), expires, frozenset(scope.split())
+        # With COMPLIANT_BCP_RFC9700_TOKEN_STORAGE the token column is blank;
+        # its SHA-256 checksum's prefix is the same id as token_hash_id(token).
+        checksum = getattr(auth, "token_checksum", None)
+        token_id = checksum[:32] if isinstance(checksum, str) and checksum else token_hash_id(token)
+        return token_id, expires, frozenset(scope.split())
     return None, None, frozenset()
