@@ -60,7 +60,9 @@ def unverified_jwt_claims(token: str) -> dict[str, Any] | None:
     payload = parts[1]
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
+        # RecursionError: a hostile payload of deeply nested JSON is the
+        # client's fault, not a backend failure (503 and an ERROR log line).
         return None
     return claims if isinstance(claims, dict) else None
 
