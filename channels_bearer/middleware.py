@@ -21,6 +21,7 @@ answer names nothing, and the token entry is never echoed.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from typing import Any
@@ -126,6 +127,10 @@ async def refuse(
         return
     for reply in refusal_messages(error, scope, mode=conf.REFUSAL, accept_subprotocol=accept_subprotocol):
         await send(reply)
+    # uvicorn marks a denied handshake complete one loop turn after the body
+    # is sent; returning at once makes it log a spurious "ASGI callable
+    # returned without completing handshake" ERROR for every refusal.
+    await asyncio.sleep(0)
 
 
 def negotiating_send(send: Send, marker: str, offered: list[str]) -> Send:

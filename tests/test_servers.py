@@ -211,6 +211,17 @@ async def test_invalid_token_refused_with_challenge(server: Server) -> None:
     await log.assert_clean(bogus)
 
 
+async def test_refusals_log_no_spurious_server_error(server: Server) -> None:
+    """The middleware yields once after a denial, so uvicorn does not log
+    "ASGI callable returned without completing handshake" for each refusal
+    (see test_server_quirks for uvicorn's behaviour with an app that does not)."""
+    log = LogWatch(server)
+    for _ in range(3):
+        outcome = await connect_outcome(server, subprotocols=[MARKER, uuid.uuid4().hex])
+        assert_refused(server, outcome, "invalid_token")
+    assert "without completing handshake" not in await log.settle()
+
+
 async def test_two_credentials_refused_as_invalid_request(server: Server, accounts: Accounts) -> None:
     log = LogWatch(server)
     outcome = await connect_outcome(
