@@ -214,7 +214,7 @@ def _is_oauth_access_token(label: str) -> bool:
 
     if not apps.is_installed("oauth2_provider"):
         return False
-    from oauth2_provider.settings import oauth2_settings  # type: ignore[import-untyped]
+    from oauth2_provider.settings import oauth2_settings  # type: ignore[import-untyped, unused-ignore]
 
     return bool(str(oauth2_settings.ACCESS_TOKEN_MODEL).lower() == label)
 

@@ -73,7 +73,7 @@ class OAuthToolkitBackend(BaseBackend):
         return []
 
     def get_model(self) -> type[models.Model]:
-        from oauth2_provider.models import get_access_token_model  # type: ignore[import-untyped]
+        from oauth2_provider.models import get_access_token_model  # type: ignore[import-untyped, unused-ignore]
 
         model: type[models.Model] = get_access_token_model()
         return model
