@@ -367,6 +367,21 @@ async def test_download_runs_off_the_loop_and_off_the_database_thread(jwks_serve
     assert jwks_server.jwks_downloads == 1
 
 
+async def test_known_key_does_not_wait_for_a_stuck_download(jwks_server: JWKSServer, configure: Any) -> None:
+    backend = configure(FETCH_TIMEOUT=GUARD, REFRESH_COOLDOWN=0)
+    await authenticate(backend, jwks_server.mint("alice"))
+    jwks_server.gate.clear()
+    # An unknown kid starts a download, which the server holds...
+    stuck = asyncio.create_task(backend.authenticate(mint(jwks_server.issuer, kid="new", key=RSA_KEY_2), {}))
+    assert await asyncio.to_thread(jwks_server.waiting.wait, GUARD)
+    # ...while tokens signed by known keys go through.
+    assert (await authenticate(backend, jwks_server.mint("alice", kid=EC_KID))).user.username == "alice"
+    assert not stuck.done()
+    jwks_server.gate.set()
+    with pytest.raises(InvalidToken):
+        await asyncio.wait_for(stuck, GUARD)
+
+
 def test_jwks_parsing_drops_secret_and_encryption_keys() -> None:
     rsa = public_jwk(RSA_KEY_1, RSA_KID_1)
     named, unnamed = parse_jwks(

@@ -429,17 +429,26 @@ class JWKSKeyStore:
         jwk = self._find(kid)
         fresh = self._fetched_at is not None and now - self._fetched_at < config.cache_lifespan
         downloading = self._inflight is not None and not self._inflight.done()
+        if jwk is not None:
+            # A known key never waits for a download another handshake started.
+            # Past its lifespan, the key set is downloaded again (unless a
+            # download just failed); if that fails, the cached key still serves.
+            if not fresh and not downloading and self._may_retry(now):
+                await self.refresh()
+                jwk = self._find(kid)
+                if jwk is None:
+                    raise InvalidToken("the token's signing key was retired")
+            return self._prepare(kid, jwk, algorithm)
         if downloading:
-            await self.refresh()
-        elif self._fetched_at is None or (jwk is not None and not fresh):
-            # First use, or the cache outlived its lifespan: download, unless a
-            # download just failed (then stale keys are better than a hang).
+            await self.refresh()  # joins the download under way
+        elif self._fetched_at is None:
             if self._may_retry(now):
                 await self.refresh()
-        elif jwk is None:
+        else:
             # An unknown kid: a key rotated in, or a forged token. Download at
             # most once per cooldown, so forged kids cannot hammer the server.
-            # The cooldown counts from the last *forced* attempt only.
+            # The cooldown counts from the last *forced* attempt only, not from
+            # the first download as PyJWKClient's does.
             with self._lock:
                 allowed = (self._forced_at is None or now - self._forced_at >= config.refresh_cooldown) and self._may_retry(now)
                 if allowed:
