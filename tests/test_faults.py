@@ -8,16 +8,20 @@ send an HTTP response (uvicorn) and a close before accept elsewhere (daphne's
 403). The server log must hold an error that names the failing backend and
 holds no token. When the file comes back, the same tokens work again.
 
-Redis down and a stalled JWKS server are covered by the lifecycle and JWKS
-tests. A "cache backend down" test for the cached token lookups belongs here
-once ``CHANNELS_BEARER["CACHE"]`` lands (see the bottom of this file).
+The cached token lookups (``CHANNELS_BEARER["CACHE"]``) on a real Redis that
+is stopped under a running daphne fall back to the database, with a warning
+and no token in the log. Redis down for the channel layer is
+test_faults_redis.py; a stalled JWKS server is test_jwks.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
-from tests.servers import SERVER_KINDS, Server, server_env, start_server
+from tests.conftest import require_program
+from tests.servers import SERVER_KINDS, Server, free_port, server_env, start_server
 
 pytestmark = pytest.mark.server
 
@@ -152,3 +157,72 @@ async def test_database_unavailable_refuses_quickly_and_recovers(
     # The database is back: the same tokens work again, nothing was cached as bad.
     assert await whoami(server, tokens["drf"]) == "faulty"
     assert await whoami(server, tokens["jwt"]) == "faulty"
+
+
+# ---------------------------------------------------------------- cache down
+
+
+class RedisProcess:
+    """A redis-server of this test's own, stopped and restarted on one port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.program = require_program("redis-server")
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_process(tmp_path: Path) -> Iterator[RedisProcess]:
+    process = RedisProcess(tmp_path)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.mark.redis
+async def test_lookup_cache_down_falls_back_to_the_database(
+    redis_process: RedisProcess, own_database: Path, tokens: dict[str, str], server_logs: Path
+) -> None:
+    """daphne with the DRF lookups cached in Redis (``CACHE: "default"``); Redis stops."""
+    env = server_env(own_database, REDIS_URL=redis_process.url)
+    server = start_server("daphne", env, server_logs, settings={"CACHE": "default"})
+    try:
+        assert await whoami(server, tokens["drf"]) == "faulty"  # fills the cache
+        redis_process.stop()
+        # The cache is gone: the same token is looked up in the database.
+        assert await whoami(server, tokens["drf"]) == "faulty"
+        assert await whoami(server, tokens["drf"]) == "faulty"
+        redis_process.start()
+        assert await whoami(server, tokens["drf"]) == "faulty"
+    finally:
+        server.stop()
+    log = server.log()
+    assert "using the database instead" in log, log[-3000:]
+    for line in server_log_lines(server):
+        assert tokens["drf"] not in line, f"a token reached the daphne log: {line[:80]}"
