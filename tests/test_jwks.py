@@ -506,3 +506,8 @@ async def test_demo_accepts_provider_tokens_on_daphne(demo_jwks_server: JWKSServ
     )
     assert refused_outcome.status == 403  # daphne: close before accept
     await watch.assert_clean(token)
+
+
+def test_check_reports_a_jwks_setting_that_is_not_a_dict() -> None:
+    with override_settings(CHANNELS_BEARER={"BACKENDS": [JWKS_BACKEND], "JWKS": ["not", "a", "dict"]}):
+        assert ids(JWKSBackend.check()) == ["channels_bearer.E026"]

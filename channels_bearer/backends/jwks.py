@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
@@ -522,7 +523,9 @@ class JWKSBackend(BaseBackend):
                     id="channels_bearer.E021",
                 )
             )
-        messages.extend(check_jwks_settings(conf.JWKS)[1])
+        # The raw value: conf.JWKS raises on a broken setting, which checks must report, not raise.
+        raw = getattr(settings, SETTING_NAME, {})
+        messages.extend(check_jwks_settings(raw.get("JWKS", {}) if isinstance(raw, Mapping) else {})[1])
         return messages
 
     def get_config(self) -> JWKSSettings:
