@@ -6,6 +6,7 @@ Connected in ``AppConfig.ready()``:
 * a user deactivated, deleted, or whose password changed → all their sockets;
 * a user logged out of a session (``user_logged_out``) → all their sockets,
   unless ``CHANNELS_BEARER["REVOKE_ON_LOGOUT"]`` is False;
+* a django-oauth-toolkit access token deleted or revoked → its sockets;
 * a simplejwt outstanding token blacklisted → all the sockets of its user
   (access tokens do not name the refresh token they came from, so the user is
   the finest grain available).
@@ -38,6 +39,12 @@ def connect_receivers() -> None:
             token_model = None  # checks.py reports the misconfiguration
         if token_model is not None:
             post_delete.connect(drf_token_deleted, sender=token_model, dispatch_uid=DISPATCH_PREFIX + "drf_token")
+    if apps.is_installed("oauth2_provider"):
+        from oauth2_provider.models import get_access_token_model
+
+        post_delete.connect(
+            oauth_token_deleted, sender=get_access_token_model(), dispatch_uid=DISPATCH_PREFIX + "oauth_token"
+        )
     if apps.is_installed("rest_framework_simplejwt.token_blacklist"):
         blacklisted = apps.get_model("token_blacklist", "BlacklistedToken")
         post_save.connect(jwt_blacklisted, sender=blacklisted, dispatch_uid=DISPATCH_PREFIX + "jwt_blacklist")
@@ -65,6 +72,13 @@ def user_logged_out_receiver(sender: Any, request: Any = None, user: Any = None,
 
 def drf_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
     disconnect_token(token_hash_id(instance.key), reason="token_deleted")
+
+
+def oauth_token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    # AccessToken.revoke() deletes the row. The backend's token_id is the
+    # SHA-256 prefix of the token, which the toolkit stores as token_checksum.
+    checksum = getattr(instance, "token_checksum", None) or token_hash_id(instance.token)
+    disconnect_token(checksum[:32], reason="token_revoked")
 
 
 def jwt_blacklisted(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:

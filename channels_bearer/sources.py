@@ -140,7 +140,12 @@ def from_authorization_header(headers: Iterable[tuple[bytes, bytes]], keywords: 
         return None
     if len(values) > 1:
         raise InvalidRequest("more than one Authorization header")
-    scheme, _, rest = values[0].decode("latin-1").strip().partition(" ")
+    # RFC 7235 separates scheme and credentials with a space; a tab is
+    # accepted too rather than silently treating "Bearer<TAB>x" as another scheme.
+    parts = values[0].decode("latin-1").split(None, 1)
+    if not parts:
+        return None  # an empty header names no scheme: not ours
+    scheme, rest = parts[0], parts[1] if len(parts) > 1 else ""
     # RFC 7235: the auth-scheme is case-insensitive. A scheme we were not told
     # about belongs to someone else (Basic, a session...) and is left alone.
     if scheme.lower() not in {keyword.lower() for keyword in keywords}:

@@ -15,7 +15,10 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model, revoke_access_token
 
+from channels.generic.websocket import AsyncWebsocketConsumer
+
 from channels_bearer.backends import OAuthToolkitBackend
+from channels_bearer.consumers import BearerConsumerMixin
 from channels_bearer.exceptions import ExpiredToken, InactiveUser
 from channels_bearer.identity import token_hash_id
 from tests.oauth_support import make_access_token, make_application
@@ -145,3 +148,37 @@ def test_check() -> None:
     apps_without = [a for a in settings.INSTALLED_APPS if a != "oauth2_provider"]
     with override_settings(INSTALLED_APPS=apps_without):
         assert [m.id for m in OAuthToolkitBackend.check()] == ["channels_bearer.E031"]
+
+
+class RevocableConsumer(BearerConsumerMixin, AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        await self.accept()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_revoking_a_token_closes_its_open_sockets() -> None:
+    from channels.db import database_sync_to_async
+
+    def setup() -> tuple[Any, str, str]:
+        user = get_user_model().objects.create_user("carol")
+        application = make_application("chat-app", user=user)
+        return user, make_access_token(user, application), make_access_token(user, application)
+
+    user, revoked, kept = await database_sync_to_async(setup)()
+    with override_settings(CHANNELS_BEARER=BACKENDS):
+        app = build_app(("ws/", RevocableConsumer.as_asgi()))
+        sockets = []
+        for token in (revoked, kept):
+            comm = communicator(app, subprotocols=["access_token", token])
+            assert (await comm.connect())[0]
+            sockets.append(comm)
+
+        def revoke() -> None:
+            row = get_access_token_model().objects.get(token_checksum=hashlib.sha256(revoked.encode()).hexdigest())
+            row.revoke()
+
+        await database_sync_to_async(revoke)()
+        closed = await sockets[0].receive_output(3)
+        assert (closed["type"], closed["code"]) == ("websocket.close", 4403)
+        assert await sockets[1].receive_nothing(0.3)
+        await sockets[1].disconnect()

@@ -18,7 +18,7 @@ from hypothesis import settings as hypothesis_settings
 
 from channels_bearer.conf import conf
 from channels_bearer.exceptions import InvalidRequest
-from channels_bearer.sources import extract, pop_query_params
+from channels_bearer.sources import extract, from_authorization_header, pop_query_params
 from channels_bearer.tickets import issue_ticket
 from tests.backends import PASSPHRASE_PREFIX
 from tests.unit_support import (
@@ -299,3 +299,13 @@ def test_extract_only_raises_invalid_request(subprotocols: list[str], authorizat
     assert "access_token" not in result.subprotocols
     assert not any(entry.startswith("base64url.bearer.") for entry in result.subprotocols)
     assert pop_query_params(result.query_string, ["access_token", "ticket"])[0] == {}
+
+
+@pytest.mark.parametrize("separator", [" ", "\t", "  "])
+def test_header_scheme_and_token_separated_by_any_whitespace(separator: str) -> None:
+    token = from_authorization_header([(b"authorization", f"Bearer{separator}abc.def".encode())], ["Bearer"])
+    assert token == "abc.def"
+
+
+def test_empty_authorization_header_is_not_ours() -> None:
+    assert from_authorization_header([(b"authorization", b"")], ["Bearer"]) is None
