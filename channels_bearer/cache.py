@@ -160,6 +160,28 @@ def detached(user: Any) -> Any:
     return clone
 
 
+def local_hit(kind: str, token: str) -> Lookup | None:
+    """A hit in an in-process cache (``LocMemCache``), read without a thread switch.
+
+    Safe on the event loop: such a cache is a dict behind a lock, with no I/O.
+    ``None`` for any other cache (it may block on the network), a miss, or a
+    stale entry: then :func:`cached_lookup` runs on the database thread.
+    """
+    from django.core.cache.backends.locmem import LocMemCache
+
+    try:
+        cache = lookup_cache()
+        if not isinstance(cache, LocMemCache):
+            return None
+        entry = cache.get(entry_key(kind, token_digest(token)))
+        if isinstance(entry, dict) and entry.get("format") == FORMAT:
+            if cache.get(user_version_key(entry["user_pk"])) == entry["user_version"]:
+                return entry["user"], entry["data"]
+    except Exception:
+        pass  # cached_lookup() will say so, and fall back to the database
+    return None
+
+
 def _user_version(cache: BaseCache, user_pk: Any, ttl: int) -> str | None:
     key = user_version_key(user_pk)
     version = cache.get(key)

@@ -59,8 +59,15 @@ _backend_cache: dict[tuple[str, ...], list[tuple[str, BaseBackend]]] = {}
 class BearerSettings:
     """Typed, read-on-access view of ``settings.CHANNELS_BEARER``."""
 
+    #: The last ``CHANNELS_BEARER`` object that passed the checks below.
+    _validated: Any = None
+
     def _raw(self) -> Mapping[str, Any]:
         value = getattr(settings, SETTING_NAME, {})
+        # Read several times per handshake: check each settings object once
+        # (override_settings installs a new one, so it is checked anew).
+        if value is self._validated:
+            return value  # type: ignore[no-any-return]
         if not isinstance(value, Mapping):
             raise ImproperlyConfigured(f"{SETTING_NAME} must be a dict, not {type(value).__name__}.")
         unknown = sorted(set(value) - set(DEFAULTS))
@@ -69,6 +76,7 @@ class BearerSettings:
                 f"{SETTING_NAME} has unknown key(s) {', '.join(map(repr, unknown))}; "
                 f"the known keys are {', '.join(sorted(DEFAULTS))}."
             )
+        self._validated = value
         return value
 
     def get(self, key: str) -> Any:

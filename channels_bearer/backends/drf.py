@@ -10,7 +10,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 
 from channels_bearer.backends.base import BaseBackend, Scope
-from channels_bearer.cache import DRF, Lookup, cached_lookup
+from channels_bearer.cache import DRF, Lookup, cached_lookup, local_hit
 from channels_bearer.conf import conf
 from channels_bearer.identity import BearerIdentity, token_hash_id
 
@@ -43,7 +43,9 @@ class DRFTokenBackend(BaseBackend):
         model = self.get_model()
         if not self.is_candidate(token, model):
             return None
-        found = await database_sync_to_async(self.lookup)(model, token)
+        found = local_hit(DRF, token) if self.is_cached(model) else None
+        if found is None:
+            found = await database_sync_to_async(self.lookup)(model, token)
         if found is None:
             return None
         user = found[0]
@@ -57,9 +59,13 @@ class DRFTokenBackend(BaseBackend):
             token_object = self.get_token_object(model, token)
             return None if token_object is None else (token_object.user, {})
 
-        if model._meta.label_lower != conf.DRF_TOKEN_MODEL.lower():
+        if not self.is_cached(model):
             return load()
         return cached_lookup(DRF, token, load)
+
+    def is_cached(self, model: type[models.Model]) -> bool:
+        # Only DRF_TOKEN_MODEL rows drop their cache entries when they change.
+        return model._meta.label_lower == conf.DRF_TOKEN_MODEL.lower()
 
     def get_token_object(self, model: type[models.Model], key: str) -> Any:
         try:

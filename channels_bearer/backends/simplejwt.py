@@ -42,8 +42,9 @@ class SimpleJWTBackend(BaseBackend):
             return None
         # Off the event loop: with the token_blacklist app installed, simplejwt's
         # sliding and refresh token classes query the database while validating.
-        validated = await database_sync_to_async(self.get_validated_token)(token)
-        user = await database_sync_to_async(self.get_user)(validated)
+        # One trip to the database thread for both: each trip costs a thread
+        # switch, and that thread is shared by every handshake of the process.
+        validated, user = await database_sync_to_async(self.validate_and_get_user)(token)
         payload: dict[str, Any] = dict(validated.payload)
         return BearerIdentity(
             user=user,
@@ -52,6 +53,11 @@ class SimpleJWTBackend(BaseBackend):
             claims=payload,
             scopes=scopes_from_claims(payload),
         )
+
+    def validate_and_get_user(self, token: str) -> tuple[Any, Any]:
+        """``(validated token, user)``; runs on the database thread."""
+        validated = self.get_validated_token(token)
+        return validated, self.get_user(validated)
 
     def get_validated_token(self, token: str) -> Any:
         from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
