@@ -55,9 +55,6 @@ SERVER_CORE = 0
 CLIENT_CORE = 1
 PYTHONPATH = os.pathsep.join([str(ROOT), str(BENCH)])
 
-sys.path[:0] = [str(ROOT), str(BENCH)]
-os.environ["DJANGO_SETTINGS_MODULE"] = "benchproject.settings"
-
 DRF = "channels_bearer.backends.DRFTokenBackend"
 SIMPLEJWT = "channels_bearer.backends.SimpleJWTBackend"
 JWKS = "channels_bearer.backends.JWKSBackend"
@@ -457,6 +454,8 @@ class Bench:
         if len(cores) < 2 or SERVER_CORE not in cores or CLIENT_CORE not in cores:
             raise SystemExit(f"bench: needs cores {SERVER_CORE} and {CLIENT_CORE}; this process may use {cores}.")
         os.sched_setaffinity(0, {CLIENT_CORE})
+        sys.path[:0] = [str(ROOT), str(BENCH)]
+        os.environ["DJANGO_SETTINGS_MODULE"] = "benchproject.settings"
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         wanted = 4 * max(self.params.idle_sockets, self.params.revoke_sockets) + 256
         if soft < wanted:
@@ -531,6 +530,8 @@ class Bench:
             "drf-cached": bearer([DRF], CACHE="default"),
             "simplejwt": bearer([SIMPLEJWT]),
             "jwks": bearer([JWKS], JWKS=self.jwks.settings),
+            "floor-drf": {"stack": "floor-drf"},
+            "floor-jwt": {"stack": "floor-jwt"},
             "peer-drf": {"stack": "peer-drf"},
             "peer-jwt": {"stack": "peer-jwt"},
         }
@@ -543,6 +544,8 @@ class Bench:
         ]:
             for source in ("subprotocol", "header"):
                 configs.append(Config(label, server, source, token))
+        configs.append(Config("floor: DRF token query only, one hop", "floor-drf", "header", self.drf))
+        configs.append(Config("floor: AccessToken + user get only, one hop", "floor-jwt", "header", self.jwt))
         configs.append(Config("channels-auth-token-middlewares DRF", "peer-drf", "header", self.drf, scheme="Token"))
         configs.append(Config("channels-auth-token-middlewares SimpleJWT", "peer-jwt", "header", self.jwt))
         return specs, configs
@@ -606,10 +609,14 @@ class Bench:
         def rate(server: str, source: str) -> float:
             return results[(server, source)].rate
 
+        floors = {"simplejwt": rate("floor-jwt", "header") / limit if limit else 0.0}
         for server, name in [("simplejwt", "SimpleJWT"), ("drf-cached", "cached DRF")]:
             for source in ("subprotocol", "header"):
                 ratio = rate(server, source) / limit if limit else 0.0
-                self.target(f"{name} ({source}) ≥ 0.90× no-auth throughput", f"{ratio:.2f}×", ratio >= 0.90)
+                measured = f"{ratio:.2f}×"
+                if server in floors:
+                    measured += f" (the floor: {floors[server]:.2f}×)"
+                self.target(f"{name} ({source}) ≥ 0.90× no-auth throughput", measured, ratio >= 0.90)
         for server, peer, name, wanted in SHARED:
             peer_rate = rate(peer, "header")
             for source in ("subprotocol", "header"):
@@ -653,11 +660,16 @@ class Bench:
             assert user.is_active
             return user
 
-        cache = caches["default"]
-        cache.set("bench:floor", self.user, 3600)
+        from channels_bearer.cache import entry_key, token_digest, user_version_key
 
-        def cached_floor_sync() -> Any:
-            user = cache.get("bench:floor")
+        cache = caches["default"]
+
+        async def cached_floor() -> Any:
+            # The lookup cache's own hit, read where it is cheapest (on the loop):
+            # the keyed entry and the user's version, as the cache's design needs.
+            entry = cache.get(entry_key("drf", token_digest(self.drf)))
+            assert cache.get(user_version_key(entry["user_pk"])) == entry["user_version"]
+            user = entry["user"]
             assert user.is_active
             return user
 
@@ -677,14 +689,13 @@ class Bench:
             return await database_sync_to_async(lambda: user_model.objects.get(username=claims["sub"]))()
 
         drf_floor = database_sync_to_async(drf_floor_sync)
-        cached_floor = database_sync_to_async(cached_floor_sync)
         jwt_floor = database_sync_to_async(jwt_floor_sync)
 
         cases: list[tuple[str, dict[str, Any], str, Any, str]] = [
             ("DRFTokenBackend", {"BACKENDS": [DRF]}, self.drf, lambda: drf_floor(self.drf),
              "one database hop: Token select_related('user') get"),
-            ("DRFTokenBackend, cached", {"BACKENDS": [DRF], "CACHE": "default"}, self.drf, lambda: cached_floor(),
-             "one database hop: one LocMem cache get of the user"),
+            ("DRFTokenBackend, cached", {"BACKENDS": [DRF], "CACHE": "default"}, self.drf, cached_floor,
+             "no hop: the lookup cache's hit (HMAC key, entry and user-version gets from LocMem)"),
             ("SimpleJWTBackend", {"BACKENDS": [SIMPLEJWT]}, self.jwt, lambda: jwt_floor(self.jwt),
              "one database hop: AccessToken(token) + user get"),
             ("JWKSBackend (RS256)", {"BACKENDS": [JWKS], "JWKS": self.jwks.settings}, self.jwks_token,

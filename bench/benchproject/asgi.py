@@ -2,6 +2,7 @@
 
 * ``noauth``: no authentication middleware at all (the limit);
 * ``bearer``: channels-bearer's ``BearerAuthMiddlewareStack``;
+* ``floor-drf`` / ``floor-jwt``: only the backend's own work (see FloorMiddleware);
 * ``peer-drf`` / ``peer-jwt``: channels-auth-token-middlewares' DRF token or
   SimpleJWT stack (header ``Authorization: Token|Bearer <token>``, or ``?token=``).
 
@@ -71,6 +72,36 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     return await django_asgi_app(scope, receive, send)
 
 
+class FloorMiddleware:
+    """The floor: only the backend's own work, in one database hop, and nothing else.
+
+    No source parsing beyond ``Authorization: Bearer``, no refusal, no checks
+    a real middleware needs: what any middleware must at least spend.
+    """
+
+    def __init__(self, inner: Any, kind: str) -> None:
+        self.inner = inner
+        self.kind = kind
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        from channels.db import database_sync_to_async
+
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        token = header.decode("latin-1").partition(" ")[2]
+        user = await database_sync_to_async(self.user)(token)
+        return await self.inner({**scope, "user": user}, receive, send)
+
+    def user(self, token: str) -> Any:
+        if self.kind == "drf":
+            from rest_framework.authtoken.models import Token
+
+            return Token.objects.select_related("user").get(key=token).user
+        from django.contrib.auth import get_user_model
+        from rest_framework_simplejwt.tokens import AccessToken
+
+        return get_user_model().objects.get(id=AccessToken(token)["user_id"])
+
+
 def websocket_stack() -> Any:
     config = settings.BENCH_CONFIG
     consumer = MixinConsumer if config.get("consumer") == "mixin" else PlainConsumer
@@ -82,6 +113,8 @@ def websocket_stack() -> Any:
         from channels_bearer.middleware import BearerAuthMiddlewareStack
 
         return BearerAuthMiddlewareStack(router)
+    if stack.startswith("floor-"):
+        return FloorMiddleware(router, stack.removeprefix("floor-"))
     if stack == "peer-drf":
         from channels_auth_token_middlewares.middleware import DRFAuthTokenMiddlewareStack
 
