@@ -109,9 +109,14 @@ def accounts(server_env_base: dict[str, str]) -> Accounts:
     return Accounts(username, DEMO_PASSWORD, tokens["drf"], tokens["jwt"], passphrase_user)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the whole session."""
+    """One headless Chromium per module.
+
+    Not per session: Playwright's sync API keeps an event loop running on the
+    main thread while it is open, and every later test that calls
+    ``asyncio.run()`` (or runs an async test) would fail.
+    """
     # Debian's chromium, never a downloaded one; under CI=true a missing one fails.
     executable = require_program("chromium")
     with sync_playwright() as playwright:
@@ -128,7 +133,7 @@ def page(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def close_mode_servers(server_env_base: dict[str, str], server_logs: Path) -> Iterator[dict[str, Server]]:
     """daphne and uvicorn with ``REFUSAL = "close"``: refusals are accept, then close 4401/4403/4400."""
     servers: dict[str, Server] = {}
