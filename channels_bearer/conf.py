@@ -8,6 +8,7 @@ cached, and that cache is dropped on ``setting_changed``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -56,11 +57,56 @@ REFUSAL_MODES = ("handshake", "close")
 _backend_cache: dict[tuple[str, ...], list[tuple[str, BaseBackend]]] = {}
 
 
+@dataclass(frozen=True)
+class HandshakeSettings:
+    """What the middleware reads on every handshake, parsed and validated once.
+
+    Built from one ``CHANNELS_BEARER`` object and rebuilt when the setting is
+    replaced (``override_settings``) or changed (``setting_changed``): reading
+    and re-validating a dozen keys through Django's lazy settings on every
+    handshake cost more than the rest of the middleware together.
+    """
+
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    sources: frozenset[str]
+    marker: str
+    #: ``Authorization`` schemes, lowercased (RFC 7235: case-insensitive).
+    header_keywords: frozenset[str]
+    #: ``(source, parameter)`` for the enabled query-string sources.
+    query_params: tuple[tuple[str, str], ...]
+    refusal: str
+    backends: tuple[tuple[str, BaseBackend], ...]
+
+
 class BearerSettings:
     """Typed, read-on-access view of ``settings.CHANNELS_BEARER``."""
 
     #: The last ``CHANNELS_BEARER`` object that passed the checks below.
     _validated: Any = None
+    _handshake: HandshakeSettings | None = None
+
+    def handshake(self) -> HandshakeSettings:
+        """The per-handshake settings, built once per ``CHANNELS_BEARER`` object."""
+        raw = getattr(settings, SETTING_NAME, {})
+        snapshot = self._handshake
+        if snapshot is not None and snapshot.raw is raw:
+            return snapshot
+        sources = self.SOURCES
+        snapshot = HandshakeSettings(
+            raw=raw,
+            sources=frozenset(sources),
+            marker=self.SUBPROTOCOL,
+            header_keywords=frozenset(keyword.lower() for keyword in self.HEADER_KEYWORDS),
+            query_params=tuple(
+                (source, param)
+                for source, param in (("query", self.QUERY_PARAM), ("ticket", self.TICKET_PARAM))
+                if source in sources
+            ),
+            refusal=self.REFUSAL,
+            backends=tuple(self.backends),
+        )
+        self._handshake = snapshot
+        return snapshot
 
     def _raw(self) -> Mapping[str, Any]:
         value = getattr(settings, SETTING_NAME, {})
@@ -203,6 +249,7 @@ def _clear_backend_cache(*, setting: str, **kwargs: Any) -> None:
     # Backends may read other projects' settings too (SIMPLE_JWT, REST_FRAMEWORK,
     # OAUTH2_PROVIDER), so drop them on any change: it only happens in tests.
     _backend_cache.clear()
+    conf._handshake = None
 
 
 conf = BearerSettings()

@@ -22,7 +22,6 @@ answer names nothing, and the token entry is never echoed.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from typing import Any
 
@@ -50,7 +49,8 @@ class BearerAuthMiddleware(BaseMiddleware):
         if scope.get("type") != "websocket":
             return await self.inner(scope, receive, send)
         scope = dict(scope)
-        marker = conf.SUBPROTOCOL
+        settings = conf.handshake()
+        marker = settings.marker
         credential: Credential | None = None
         try:
             extraction = extract(scope, conf)
@@ -60,7 +60,9 @@ class BearerAuthMiddleware(BaseMiddleware):
                 identity = await authenticate_credential(credential, scope)
         except BearerError as error:
             log_refusal(scope, error, credential.source if credential else None)
-            return await refuse(scope, receive, send, error, marker if marker_offered(scope, marker) else None)
+            return await refuse(
+                scope, receive, send, error, marker if marker_offered(scope, marker) else None, settings.refusal
+            )
 
         scope["subprotocols"] = extraction.subprotocols
         scope["query_string"] = extraction.query_string
@@ -92,8 +94,8 @@ async def authenticate_credential(credential: Credential, scope: dict[str, Any])
         from channels_bearer.tickets import redeem_ticket
 
         ticket_identity = await redeem_ticket(credential.token)
-        return dataclasses.replace(ticket_identity, source="ticket")
-    for path, backend in conf.backends:
+        return ticket_identity.placed("ticket", ticket_identity.backend)
+    for path, backend in conf.handshake().backends:
         try:
             identity = await backend.authenticate(credential.token, scope)
         except BearerError:
@@ -110,7 +112,7 @@ async def authenticate_credential(credential: Credential, scope: dict[str, Any])
             )
             raise BackendUnavailable("a backend failed; see the server log") from None
         if identity is not None:
-            return dataclasses.replace(identity, source=credential.source, backend=path)
+            return identity.placed(credential.source, path)
     raise InvalidToken("no backend accepted the token")
 
 
@@ -120,12 +122,13 @@ async def refuse(
     send: Send,
     error: BearerError | None,
     accept_subprotocol: str | None,
+    mode: str,
 ) -> None:
     """Answer the handshake with a refusal; the inner app never runs."""
     message = await receive()
     if message.get("type") != "websocket.connect":
         return
-    for reply in refusal_messages(error, scope, mode=conf.REFUSAL, accept_subprotocol=accept_subprotocol):
+    for reply in refusal_messages(error, scope, mode=mode, accept_subprotocol=accept_subprotocol):
         await send(reply)
     # uvicorn marks a denied handshake complete one loop turn after the body
     # is sent; returning at once makes it log a spurious "ASGI callable

@@ -57,30 +57,27 @@ class Extraction:
 
 def extract(scope: dict[str, Any], conf: BearerSettings) -> Extraction:
     """Read every enabled source; raise ``InvalidRequest`` on ambiguity or junk."""
-    sources = conf.SOURCES
-    subprotocols = [str(s) for s in scope.get("subprotocols") or ()]
+    settings = conf.handshake()
+    sources = settings.sources
+    offered = scope.get("subprotocols")
+    subprotocols = [str(s) for s in offered] if offered else []
     query_string = scope.get("query_string") or b""
     found: list[Credential] = []
     marker_offered = False
 
-    if "subprotocol" in sources:
-        token, subprotocols, marker_offered = from_subprotocols(subprotocols, conf.SUBPROTOCOL)
+    if subprotocols and "subprotocol" in sources:
+        token, subprotocols, marker_offered = from_subprotocols(subprotocols, settings.marker)
         if token is not None:
             found.append(Credential("subprotocol", token))
 
     if "header" in sources:
-        token = from_authorization_header(scope.get("headers") or (), conf.HEADER_KEYWORDS)
+        token = _header_token(scope.get("headers") or (), settings.header_keywords)
         if token is not None:
             found.append(Credential("header", token))
 
-    query_params = {
-        source: param
-        for source, param in (("query", conf.QUERY_PARAM), ("ticket", conf.TICKET_PARAM))
-        if source in sources
-    }
-    if query_params:
-        values, query_string = pop_query_params(query_string, query_params.values())
-        for source, param in query_params.items():
+    if query_string and settings.query_params:
+        values, query_string = pop_query_params(query_string, [param for _, param in settings.query_params])
+        for source, param in settings.query_params:
             if param in values:
                 found.append(Credential(source, values[param]))
 
@@ -135,6 +132,11 @@ def decode_subprotocol_entry(entry: str) -> str:
 
 
 def from_authorization_header(headers: Iterable[tuple[bytes, bytes]], keywords: Sequence[str]) -> str | None:
+    """The token of the ``Authorization`` header when its scheme is one of ``keywords``."""
+    return _header_token(headers, frozenset(keyword.lower() for keyword in keywords))
+
+
+def _header_token(headers: Iterable[tuple[bytes, bytes]], keywords: frozenset[str]) -> str | None:
     values = [value for name, value in headers if name.lower() == b"authorization"]
     if not values:
         return None
@@ -148,7 +150,7 @@ def from_authorization_header(headers: Iterable[tuple[bytes, bytes]], keywords: 
     scheme, rest = parts[0], parts[1] if len(parts) > 1 else ""
     # RFC 7235: the auth-scheme is case-insensitive. A scheme we were not told
     # about belongs to someone else (Basic, a session...) and is left alone.
-    if scheme.lower() not in {keyword.lower() for keyword in keywords}:
+    if scheme.lower() not in keywords:
         return None
     token = rest.strip()
     if not token:
