@@ -1,26 +1,19 @@
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import SERVER_KINDS, Server, manage, server_env, start_server
-
-IN_CI = os.environ.get("CI") == "true"
-
-
-def require_program(name: str) -> str:
-    """The path of a system program; in CI a missing one fails, elsewhere it skips."""
-    path = shutil.which(name)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed; .ci/run must install it")
-        pytest.skip(f"{name} is not installed")
-    return path
-
+from tests.servers import (  # noqa: F401  (require_program: imported from here by test modules)
+    SERVER_KINDS,
+    RedisProcess,
+    Server,
+    manage,
+    require_program,
+    server_env,
+    start_server,
+)
 
 @pytest.fixture(scope="session")
 def server_env_base(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
@@ -65,30 +58,7 @@ def make_user(server_env_base: dict[str, str]):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server of the test session's own, on a free loopback port."""
-    import socket
-    import subprocess
-    import time
-
-    from tests.servers import free_port
-
-    program = require_program("redis-server")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [program, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail("redis-server did not start")
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(timeout=10)
+    redis = RedisProcess(tmp_path_factory.mktemp("redis"))
+    redis.start()
+    yield redis.url
+    redis.stop()

@@ -13,10 +13,8 @@ import concurrent.futures
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from typing import Any
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from channels_bearer.consumers import BearerConsumerMixin
-from tests.servers import ROOT, Server, free_port, server_env
+from tests.servers import ROOT, Server, free_port, server_env, wait_for_port
 
 SCOPED_PATH = "/ws/scoped/"
 REQUIRED_SCOPE = "chat:read"
@@ -135,14 +133,9 @@ def start_scoped_server(tmp_dir: Path, *, settings: dict[str, Any], fixtures: di
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     server = Server("uvicorn", port, process, log_path, env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {process.returncode}:\n{server.log()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"uvicorn did not listen on {port} within 60 s:\n{server.log()}")
+    try:
+        wait_for_port(port, process, "uvicorn", timeout=60)
+    except RuntimeError as exc:
+        server.stop()
+        raise RuntimeError(f"{exc}:\n{server.log()}") from None
+    return server

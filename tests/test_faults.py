@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,8 +28,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
-from tests.conftest import require_program
-from tests.servers import SERVER_KINDS, Server, free_port, server_env, start_server
+
+from tests.servers import SERVER_KINDS, RedisProcess, Server, server_env, start_server
 
 pytestmark = pytest.mark.server
 
@@ -160,41 +157,6 @@ async def test_database_unavailable_refuses_quickly_and_recovers(
 
 
 # ---------------------------------------------------------------- cache down
-
-
-class RedisProcess:
-    """A redis-server of this test's own, stopped and restarted on one port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.program = require_program("redis-server")
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture
