@@ -162,12 +162,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
 
-    for key, kind in (("TICKET_TTL", "seconds"), ("EXPIRY_GRACE", "seconds"), ("CACHE_TTL", "seconds")):
+    for key in ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL"):
         value = values[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             errors.append(
                 Error(
-                    f"{SETTING_NAME}['{key}'] = {value!r} must be a number of {kind}, zero or more.",
+                    f"{SETTING_NAME}['{key}'] = {value!r} must be a number of seconds, zero or more.",
                     hint=f"The default is {DEFAULTS[key]!r}.",
                     id="channels_bearer.E013",
                 )
