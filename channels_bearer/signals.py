@@ -28,26 +28,62 @@ DISPATCH_PREFIX = "channels_bearer.revoke."
 
 
 def connect_receivers() -> None:
-    user_model = get_user_model()
-    post_save.connect(user_saved, sender=user_model, dispatch_uid=DISPATCH_PREFIX + "user_saved")
-    post_delete.connect(user_deleted, sender=user_model, dispatch_uid=DISPATCH_PREFIX + "user_deleted")
+    # Connected for every sender and matched on the concrete model: a delete
+    # through a proxy (DRF's admin TokenProxy, a proxy of the user model) is
+    # sent with the proxy as sender on Django 4.2.
+    post_save.connect(_saved, dispatch_uid=DISPATCH_PREFIX + "saved")
+    post_delete.connect(_deleted, dispatch_uid=DISPATCH_PREFIX + "deleted")
     user_logged_out.connect(user_logged_out_receiver, dispatch_uid=DISPATCH_PREFIX + "logout")
-    if apps.is_installed("rest_framework.authtoken"):
-        try:
-            token_model = apps.get_model(conf.DRF_TOKEN_MODEL)
-        except (LookupError, ValueError):
-            token_model = None  # checks.py reports the misconfiguration
-        if token_model is not None:
-            post_delete.connect(drf_token_deleted, sender=token_model, dispatch_uid=DISPATCH_PREFIX + "drf_token")
-    if apps.is_installed("oauth2_provider"):
-        from oauth2_provider.models import get_access_token_model
 
-        post_delete.connect(
-            oauth_token_deleted, sender=get_access_token_model(), dispatch_uid=DISPATCH_PREFIX + "oauth_token"
-        )
-    if apps.is_installed("rest_framework_simplejwt.token_blacklist"):
-        blacklisted = apps.get_model("token_blacklist", "BlacklistedToken")
-        post_save.connect(jwt_blacklisted, sender=blacklisted, dispatch_uid=DISPATCH_PREFIX + "jwt_blacklist")
+
+def _concrete(sender: Any) -> Any:
+    meta = getattr(sender, "_meta", None)
+    return meta.concrete_model if meta is not None else None
+
+
+def _drf_token_model() -> Any:
+    if not apps.is_installed("rest_framework.authtoken"):
+        return None
+    try:
+        return apps.get_model(conf.DRF_TOKEN_MODEL)
+    except (LookupError, ValueError):
+        return None  # checks.py reports the misconfiguration
+
+
+def _oauth_token_model() -> Any:
+    if not apps.is_installed("oauth2_provider"):
+        return None
+    from oauth2_provider.models import get_access_token_model
+
+    return get_access_token_model()
+
+
+def _blacklisted_token_model() -> Any:
+    if not apps.is_installed("rest_framework_simplejwt.token_blacklist"):
+        return None
+    return apps.get_model("token_blacklist", "BlacklistedToken")
+
+
+def _saved(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:
+    model = _concrete(sender)
+    if model is None:
+        return
+    if model is get_user_model():
+        user_saved(sender, instance, created=created)
+    elif model is _blacklisted_token_model():
+        jwt_blacklisted(sender, instance, created=created)
+
+
+def _deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
+    model = _concrete(sender)
+    if model is None:
+        return
+    if model is get_user_model():
+        user_deleted(sender, instance)
+    elif model is _drf_token_model():
+        drf_token_deleted(sender, instance)
+    elif model is _oauth_token_model():
+        oauth_token_deleted(sender, instance)
 
 
 def user_saved(sender: Any, instance: Any, created: bool = False, **kwargs: Any) -> None:

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
@@ -121,9 +122,13 @@ def test_deleted_drf_token_dropped_at_once(alice: Any, how: str) -> None:
         TokenProxy.objects.filter(key=token).delete()
     else:
         alice.delete()
+    # On Django 4.2, DRF's admin proxy (whose pk is the user id) deletes no
+    # row at all; the cache must then agree with the database, not with us.
+    gone = not Token.objects.filter(key=token).exists()
+    assert gone or (how == "admin proxy delete" and django.VERSION < (5,))
     identity, queries = authenticate(backend, token)
-    assert identity is None
-    assert queries > 0
+    assert (identity is None) == gone
+    assert queries > 0 or not gone
 
 
 @pytest.mark.parametrize("how", ["revoke", "application deleted"])
