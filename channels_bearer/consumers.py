@@ -180,7 +180,9 @@ class BearerConsumerMixin:
         if bearer is not None and self.bearer_scopes:
             missing = set(self.bearer_scopes) - set(bearer.scopes)
             if missing:
-                return InsufficientScope(f"the token lacks the scope(s) {' '.join(sorted(missing))}")
+                return InsufficientScope(
+                    f"the token lacks the scope(s) {' '.join(sorted(missing))}", required=tuple(self.bearer_scopes)
+                )
         return None
 
     def bearer_refuse(self, error: BearerError | None) -> Any:

@@ -55,11 +55,19 @@ class InvalidRequest(BearerError):
 
 
 class InsufficientScope(BearerError):
-    """The token is valid but lacks a scope the consumer requires."""
+    """The token is valid but lacks a scope the consumer requires.
+
+    ``required`` (the consumer's scopes, never the token's) goes into the
+    challenge's ``scope`` attribute, as RFC 6750 section 3 suggests.
+    """
 
     error = "insufficient_scope"
     status = 403
     close_code = 4403
+
+    def __init__(self, description: str = "", required: tuple[str, ...] = ()) -> None:
+        super().__init__(description)
+        self.required = required
 
 
 class Revoked(BearerError):

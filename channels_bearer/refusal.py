@@ -31,7 +31,16 @@ def challenge(error: BearerError | None) -> bytes:
     """The ``WWW-Authenticate`` value: bare when no token was presented (RFC 6750 §3)."""
     if error is None or error.error == "":
         return b"Bearer"
-    return f'Bearer error="{error.error}"'.encode("ascii")
+    value = f'Bearer error="{error.error}"'
+    required = [scope for scope in getattr(error, "required", ()) if _is_scope_token(scope)]
+    if required:
+        value += f', scope="{" ".join(required)}"'
+    return value.encode("ascii")
+
+
+def _is_scope_token(scope: str) -> bool:
+    # RFC 6749 scope tokens are NQCHARs: nothing that could break the quoting.
+    return bool(scope) and all(0x21 <= ord(ch) <= 0x7E and ch not in '"\\' for ch in scope)
 
 
 def refusal_messages(

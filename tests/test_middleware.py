@@ -278,3 +278,17 @@ async def test_close_mode_without_marker_accepts_with_no_subprotocol(token: str)
         comm = communicator(build_app(), headers=[(b"authorization", b"Bearer " + b"f" * 40)])
         assert await comm.connect() == (True, None)
         assert (await comm.receive_output())["code"] == 4401
+
+
+def test_challenge_names_required_scopes_but_never_unsafe_text() -> None:
+    from channels_bearer.exceptions import InsufficientScope, InvalidToken
+    from channels_bearer.refusal import challenge
+
+    assert challenge(None) == b"Bearer"
+    assert challenge(InvalidToken("expired")) == b'Bearer error="invalid_token"'
+    scoped = InsufficientScope("missing", required=("chat:read", "chat:write"))
+    assert challenge(scoped) == b'Bearer error="insufficient_scope", scope="chat:read chat:write"'
+    # A scope that would break the quoted-string is left out rather than escaped.
+    assert challenge(InsufficientScope("missing", required=('a"b', "ok"))) == (
+        b'Bearer error="insufficient_scope", scope="ok"'
+    )

@@ -154,5 +154,6 @@ async def test_uvicorn_answers_403_insufficient_scope(
     bad = uvicorn_token(kind, jwks_server, scoped_tokens, with_scope=False)
     outcome = await connect_outcome(scoped_uvicorn, SCOPED_PATH, subprotocols=["access_token", bad])
     assert outcome.status == 403, outcome
-    assert outcome.headers["www-authenticate"].startswith('Bearer error="insufficient_scope"')
+    # RFC 6750 section 3: the challenge names the scope the consumer needs.
+    assert outcome.headers["www-authenticate"] == f'Bearer error="insufficient_scope", scope="{REQUIRED_SCOPE}"'
     await watch.assert_clean(good, bad)
