@@ -19,6 +19,7 @@ from channels_bearer.backends.base import Scope
 from channels_bearer.exceptions import ExpiredToken, InactiveUser, InvalidToken
 from channels_bearer.identity import BearerIdentity, token_hash_id
 from tests.unit_support import (
+    alice,  # noqa: F401  (fixture)
     BOTH_BACKENDS,
     assert_secret_absent,
     bearer_defaults,  # noqa: F401
@@ -48,11 +49,6 @@ class DeclineBackend(BaseBackend):
 
     async def authenticate(self, token: str, scope: Scope) -> BearerIdentity | None:
         return None
-
-
-@pytest.fixture
-def alice(user_factory: Any) -> Any:
-    return user_factory("alice")
 
 
 def _b64(data: dict[str, Any]) -> str:

@@ -21,6 +21,8 @@ from django.urls import path
 
 from channels_bearer.consumers import BearerConsumerMixin
 from tests.unit_support import (
+    alice,  # noqa: F401  (fixture)
+    token,  # noqa: F401  (fixture)
     BOTH_BACKENDS,
     SEEN,
     assert_secret_absent,
@@ -85,16 +87,6 @@ async def greeting(comm: WebsocketCommunicator, consumer: type) -> Any:
     if consumer in JSON:
         return await comm.receive_json_from()
     return await comm.receive_from()
-
-
-@pytest.fixture
-def alice(user_factory: Any) -> Any:
-    return user_factory("alice")
-
-
-@pytest.fixture
-def token(alice: Any) -> str:
-    return drf_token(alice)
 
 
 pytestmark = [pytestmark, pytest.mark.parametrize("consumer", CONSUMERS, ids=lambda c: c.__name__)]

@@ -16,6 +16,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 from channels_bearer.identity import token_hash_id
 from channels_bearer.middleware import BearerAuthMiddleware, BearerAuthMiddlewareStack
 from tests.unit_support import (
+    alice,  # noqa: F401  (fixture)
+    token,  # noqa: F401  (fixture)
     BOTH_BACKENDS,
     SEEN,
     RecordingConsumer,
@@ -33,16 +35,6 @@ from tests.unit_support import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def alice(user_factory: Any) -> Any:
-    return user_factory("alice")
-
-
-@pytest.fixture
-def token(alice: Any) -> str:
-    return drf_token(alice)
 
 
 async def connect(app: Any = None, **kwargs: Any) -> tuple[Any, dict[str, Any]]:

@@ -22,6 +22,8 @@ from channels_bearer.sources import extract, from_authorization_header, pop_quer
 from channels_bearer.tickets import issue_ticket
 from tests.backends import PASSPHRASE_PREFIX
 from tests.unit_support import (
+    alice,  # noqa: F401  (fixture)
+    token,  # noqa: F401  (fixture)
     SEEN,
     assert_secret_absent,
     bearer_defaults,  # noqa: F401
@@ -41,16 +43,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSPHRASE = {"BACKENDS": ["tests.backends.PassphraseBackend", "channels_bearer.backends.DRFTokenBackend"]}
 ALL_SOURCES = {"SOURCES": ["subprotocol", "header", "query", "ticket"]}
-
-
-@pytest.fixture
-def alice(user_factory: Any) -> Any:
-    return user_factory("alice")
-
-
-@pytest.fixture
-def token(alice: Any) -> str:
-    return drf_token(alice)
 
 
 async def connect_ok(subprotocols: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -167,6 +167,17 @@ def user_factory(transactional_db: None) -> Any:
     return make
 
 
+@pytest.fixture
+def alice(user_factory: Any) -> Any:
+    return user_factory("alice")
+
+
+@pytest.fixture
+def token(alice: Any) -> str:
+    """A DRF token of ``alice``."""
+    return drf_token(alice)
+
+
 def drf_token(user: Any) -> str:
     from rest_framework.authtoken.models import Token
 
