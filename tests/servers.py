@@ -7,12 +7,14 @@ demo's management commands, as a user would.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,3 +177,82 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+def postgres_bindir() -> str:
+    """The directory of Debian's versioned PostgreSQL server programs (initdb, pg_ctl).
+
+    Debian keeps them off ``PATH`` (``/usr/lib/postgresql/<version>/bin``).
+    """
+    found = shutil.which("initdb")
+    if found:
+        return os.path.dirname(os.path.realpath(found))
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not candidates:
+        if IN_CI:
+            pytest.fail("PostgreSQL (initdb) is not installed; .ci/run must install postgresql")
+        pytest.skip("PostgreSQL (initdb) is not installed")
+    return os.path.dirname(candidates[-1])
+
+
+class PostgresProcess:
+    """A throwaway PostgreSQL cluster of the tests' own, on a free port and a Unix socket.
+
+    initdb refuses to run as root, so as root the cluster belongs to the
+    ``postgres`` user that Debian's package creates, in a directory of its own
+    outside pytest's (root-only) temporary directories.
+    """
+
+    def __init__(self) -> None:
+        self.bindir = postgres_bindir()
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="channels-bearer-pg-"))
+        self.datadir = self.workdir / "data"
+        self.socket_dir = self.workdir
+        self.user = "postgres"
+        self._as_owner: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres", "postgres")
+            self._as_owner = ["runuser", "-u", "postgres", "--"]
+        else:
+            import getpass
+
+            self.user = getpass.getuser()
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run(
+            [*self._as_owner, os.path.join(self.bindir, program), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        if not self.datadir.exists():
+            self._run("initdb", "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync")
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        self._run("pg_ctl", "-D", str(self.datadir), "-o", options, "-l", str(self.workdir / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        if (self.datadir / "postmaster.pid").exists():
+            self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop")
+
+    def cleanup(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def create_database(self, name: str) -> None:
+        self._run("createdb", "-h", str(self.socket_dir), "-p", str(self.port), "-U", self.user, name)
+
+    def env(self, name: str) -> dict[str, str]:
+        """What ``tests.server_settings`` reads to use database ``name`` of this cluster."""
+        return {
+            "BEARER_TEST_PG_HOST": str(self.socket_dir),
+            "BEARER_TEST_PG_PORT": str(self.port),
+            "BEARER_TEST_PG_USER": self.user,
+            "BEARER_TEST_PG_NAME": name,
+        }
