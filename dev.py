@@ -84,7 +84,9 @@ def bench(bench_args: list[str]) -> int:
     ensure_venv()
     # The peer package is installed for the benchmark only.
     run(PYTHON, "-m", "pip", "install", "--quiet", "-r", ROOT / "bench" / "requirements.txt")
-    return subprocess.run([str(PYTHON), str(ROOT / "bench" / "run.py"), *bench_args], cwd=ROOT).returncode
+    status = subprocess.run([str(PYTHON), str(ROOT / "bench" / "run.py"), *bench_args], cwd=ROOT).returncode
+    quick = ["--quick"] if "--quick" in bench_args else []
+    return status or subprocess.run([str(PYTHON), str(ROOT / "bench" / "revocation.py"), *quick], cwd=ROOT).returncode
 
 
 def main(argv: list[str]) -> int:

@@ -670,14 +670,15 @@ class Bench:
             assert user.is_active
             return user
 
-        from channels_bearer.cache import entry_key, token_digest, user_version_key
+        from channels_bearer.cache import entry_key, user_version_key
+        from channels_bearer.identity import token_hash_id
 
         cache = caches["default"]
 
         async def cached_floor() -> Any:
             # The lookup cache's own hit, read where it is cheapest (on the loop):
             # the keyed entry and the user's version, as the cache's design needs.
-            entry = cache.get(entry_key("drf", token_digest(self.drf)))
+            entry = cache.get(entry_key(token_hash_id(self.drf)))
             assert cache.get(user_version_key(entry["user_pk"])) == entry["user_version"]
             user = entry["user"]
             assert user.is_active

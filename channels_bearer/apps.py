@@ -8,7 +8,7 @@ class ChannelsBearerConfig(AppConfig):
     verbose_name = "Channels bearer authentication"
 
     def ready(self) -> None:
-        # Imported for their side effects: system checks and signal receivers.
-        from channels_bearer import cache, checks, signals  # noqa: F401
+        # Registers the system checks.
+        from channels_bearer import checks, receivers  # noqa: F401
 
-        signals.connect_receivers()
+        receivers.connect()

@@ -25,6 +25,32 @@ def _is_str_list(value: Any) -> bool:
     return not isinstance(value, str) and isinstance(value, Sequence) and all(isinstance(v, str) for v in value)
 
 
+def _per_process_cache(alias: Any) -> bool:
+    from django.core.cache.backends.locmem import LocMemCache
+
+    config = (getattr(settings, "CACHES", None) or {}).get(alias) if isinstance(alias, str) else None
+    if not isinstance(config, Mapping):
+        return False
+    try:
+        backend = import_string(str(config.get("BACKEND", "")))
+    except ImportError:
+        return False  # Django's own checks report a broken CACHES
+    return isinstance(backend, type) and issubclass(backend, LocMemCache)
+
+
+def _layer_reaches_other_processes() -> bool:
+    from channels.layers import InMemoryChannelLayer
+
+    config = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default")
+    if not isinstance(config, Mapping):
+        return False
+    try:
+        backend = import_string(str(config.get("BACKEND", "")))
+    except ImportError:
+        return False
+    return not (isinstance(backend, type) and issubclass(backend, InMemoryChannelLayer))
+
+
 @register(Tags.security, Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     raw = getattr(settings, SETTING_NAME, {})
@@ -200,6 +226,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 hint="Prefer 'subprotocol' for browsers and 'header' for other clients, or 'ticket' "
                 "for a single-use credential in the URL. Silence channels_bearer.W001 if you accept this.",
                 id="channels_bearer.W001",
+            )
+        )
+    if _per_process_cache(values["CACHE"]) and not _layer_reaches_other_processes():
+        errors.append(
+            Warning(
+                f"{SETTING_NAME}['CACHE'] = {values['CACHE']!r} is a per-process cache (LocMemCache) and the "
+                "channel layer cannot reach other processes: a token revoked in one process stays "
+                "cached in the others for up to CACHE_TTL seconds.",
+                hint="Use channels_redis (RedisChannelLayer or RedisPubSubChannelLayer) in CHANNEL_LAYERS, "
+                "which carries revocations to every process, or a shared cache (Redis). Silence "
+                "channels_bearer.W003 if a single process serves every WebSocket and makes every revocation.",
+                id="channels_bearer.W003",
             )
         )
     if not getattr(settings, "CHANNEL_LAYERS", None):

@@ -17,6 +17,12 @@ adds what only a consumer can do:
   it expires, with **4403** when the token or its user is revoked
   (``channels_bearer.revoke``), and, when enabled, accept an in-band refresh
   message ``{"type": "bearer.refresh", "token": "..."}`` that moves the expiry.
+
+Each authenticated socket is registered in this process' registry
+(:mod:`channels_bearer.registry`) under its user and token, from before the
+handshake is answered until the socket ends. A revocation heard after the
+middleware looked the token up refuses the handshake; one that comes before
+``accept()`` is kept and acted on when the consumer accepts.
 """
 
 from __future__ import annotations
@@ -33,12 +39,13 @@ from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from django.core.exceptions import ImproperlyConfigured
 
-from channels_bearer import revoke
 from channels_bearer.conf import conf
-from channels_bearer.exceptions import BearerError, InsufficientScope, InvalidRequest, Revoked
+from channels_bearer.exceptions import BearerError, ExpiredToken, InsufficientScope, InvalidRequest, Revoked
 from channels_bearer.identity import BearerIdentity
 from channels_bearer.layer import ResilientLayer
 from channels_bearer.refusal import log_refusal, refusal_messages
+from channels_bearer.registry import MARK_SCOPE_KEY, registry
+from channels_bearer.revoke import identity_user_key
 from channels_bearer.sources import Credential
 
 __all__ = ["BearerConsumerMixin", "REFRESH_MESSAGE_TYPE", "REFRESHED_MESSAGE_TYPE"]
@@ -90,7 +97,7 @@ class BearerConsumerMixin:
     def channel_layer(self, layer: Any) -> None:
         # Channels assigns the layer in __call__; wrapping it here keeps sockets
         # (and their authentication) alive while Redis is down. See layer.py.
-        self.__dict__["_bearer_channel_layer"] = None if layer is None else ResilientLayer(layer)
+        self.__dict__["_bearer_channel_layer"] = None if layer is None else ResilientLayer(layer, own_groups=False)
 
     # -- lifecycle plumbing -------------------------------------------------
 
@@ -102,17 +109,37 @@ class BearerConsumerMixin:
         self._bearer_loop = asyncio.get_running_loop()
         self._bearer_events: asyncio.Queue[Message] = asyncio.Queue()
         self._bearer_timer: asyncio.TimerHandle | None = None
-        self._bearer_local_groups: list[str] = []
+        self._bearer_registered: tuple[str | None, str] | None = None
+        self._bearer_accepted = False
+        self._bearer_closed = False
+        #: An end (revocation, expiry) that came before the accept.
+        self._bearer_pending: BearerError | None = None
         identity = scope.get("bearer")
         if isinstance(identity, BearerIdentity):
+            mark = scope.get(MARK_SCOPE_KEY)
+            self._bearer_register(identity, mark if isinstance(mark, int) else registry.mark())
             self._bearer_schedule_expiry(identity.expires_at)
         try:
             return await super().__call__(scope, _merge_receive(receive, self._bearer_events), send)  # type: ignore[misc]
         finally:
-            # No timer outlives its socket.
+            # No timer and no registration outlives its socket.
             if self._bearer_timer is not None:
                 self._bearer_timer.cancel()
-            revoke.unregister_local(self._bearer_local_groups, self)
+            self._bearer_unregister()
+
+    def _bearer_register(self, identity: BearerIdentity, since: int) -> bool:
+        """Register this socket under ``identity``; ``False`` if it was revoked since ``since``."""
+        user = identity_user_key(identity)
+        if not registry.register(self, user, identity.token_id, since):
+            self._bearer_pending = Revoked("the token or its user was revoked during the handshake")
+            return False
+        self._bearer_registered = (user, identity.token_id)
+        return True
+
+    def _bearer_unregister(self) -> None:
+        if self._bearer_registered is not None:
+            registry.unregister(self, *self._bearer_registered)
+            self._bearer_registered = None
 
     def bearer_post_event(self, message: Message) -> None:
         """Deliver ``message`` to this consumer from any thread."""
@@ -151,24 +178,13 @@ class BearerConsumerMixin:
                 f"{type(self).__name__} uses BearerConsumerMixin, but the scope has no 'bearer' key: "
                 "wrap the websocket router in channels_bearer.middleware.BearerAuthMiddlewareStack."
             )
-        error = self.bearer_refusal()
         identity = self.bearer
+        error = self._bearer_pending or self.bearer_refusal()
         if error is not None or (self.bearer_required and identity is None):
             log_refusal(self.scope, error, identity.source if identity else None)
+            self._bearer_closed = True
             return self.bearer_refuse(error)
-        if identity is not None:
-            self._bearer_join(identity)
         return super().websocket_connect(message)  # type: ignore[misc]
-
-    def _bearer_join(self, identity: BearerIdentity) -> None:
-        groups = [revoke.user_group(identity.user), revoke.token_group(identity.token_id)]
-        if self.channel_layer is not None:
-            # Channels joins self.groups before connect() and leaves them on disconnect.
-            self.groups = [*self.groups, *groups]
-        # Known locally too: a revocation made in this process while the layer
-        # is down (or absent) still reaches this socket.
-        self._bearer_local_groups = groups
-        revoke.register_local(groups, self)
 
     def bearer_refusal(self) -> BearerError | None:
         """A reason to refuse this authenticated connection, or ``None``.
@@ -214,20 +230,45 @@ class BearerConsumerMixin:
     def accept(self, subprotocol: str | None = None, headers: Any = None) -> Any:
         if subprotocol is None:
             subprotocol = self.select_subprotocol()
-        return super().accept(subprotocol, headers)  # type: ignore[misc]
+        self._bearer_accepted = True
+        accepted = super().accept(subprotocol, headers)  # type: ignore[misc]
+        pending, self._bearer_pending = self._bearer_pending, None
+        if pending is None:
+            return accepted
+        # Revoked or expired while connect() ran and before it accepted (a
+        # consumer that accepts later): close right after the accept.
+        code, reason = _END[type(pending)]
+        if not self._bearer_is_async:
+            self.bearer_close(code, reason)
+            return None
+
+        async def accept_then_close() -> None:
+            await accepted
+            await self.bearer_close(code, reason)
+
+        return accept_then_close()
 
     # -- after accept -----------------------------------------------------------
 
     def bearer_expired(self, message: Message) -> Any:
         """The token expired (plus ``EXPIRY_GRACE``): close with 4401."""
-        return self.bearer_close(4401, "token_expired")
+        return self._bearer_end(ExpiredToken("the token has expired"))
 
     def bearer_revoke(self, message: Message) -> Any:
-        """``disconnect_user()``/``disconnect_token()`` reached this socket: close with 4403."""
-        return self.bearer_close(4403, "revoked")
+        """A revocation (``disconnect_user()``, a deleted token...) reached this socket: close with 4403."""
+        return self._bearer_end(Revoked("the token or its user was revoked"))
+
+    def _bearer_end(self, error: BearerError) -> Any:
+        if not self._bearer_closed and self._bearer_accepted:
+            return self.bearer_close(*_END[type(error)])
+        if not self._bearer_closed:
+            # Not answered yet: websocket_connect() or accept() acts on it.
+            self._bearer_pending = self._bearer_pending or error
+        return _nothing() if self._bearer_is_async else None
 
     def bearer_close(self, code: int, reason: str) -> Any:
         """Close the socket; override to tell the client first (call ``super()``)."""
+        self._bearer_closed = True
         identity = self.bearer
         logger.info(
             "Closing WebSocket %s with %s (%s) [token_id=%s]",
@@ -257,39 +298,36 @@ class BearerConsumerMixin:
 
         current = self.bearer
         send = self.base_send if self._bearer_is_async else _to_async(self.base_send)
+
+        async def close(code: int, reason: str) -> None:
+            self._bearer_closed = True
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+
+        mark = registry.mark()
         try:
             identity = await authenticate_credential(Credential("refresh", token), self.scope)
             if current is None or identity.user.pk != current.user.pk:
                 raise Revoked("the refreshed token belongs to another user")
         except BearerError as error:
             logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), error.error)
-            await send({"type": "websocket.close", "code": error.close_code, "reason": error.error})
-            return
+            return await close(error.close_code, error.error)
         identity = dataclasses.replace(identity, source=current.source)
         self.scope["bearer"] = identity
         self.scope["user"] = identity.user
         refusal = self.bearer_refusal()
         if refusal is not None:
-            await send({"type": "websocket.close", "code": refusal.close_code, "reason": refusal.error})
-            return
-        if identity.token_id != current.token_id:
-            await self._bearer_switch_token_group(current.token_id, identity.token_id)
+            return await close(refusal.close_code, refusal.error)
+        self._bearer_unregister()
+        if not self._bearer_register(identity, mark):
+            # The new token (or the user) was revoked while it was being checked.
+            self._bearer_pending = None
+            return await close(4403, "revoked")
         self._bearer_loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
         answer = {
             "type": REFRESHED_MESSAGE_TYPE,
             "expires_at": identity.expires_at.isoformat() if identity.expires_at else None,
         }
         await send({"type": "websocket.send", "text": json.dumps(answer)})
-
-    async def _bearer_switch_token_group(self, old_id: str, new_id: str) -> None:
-        old, new = revoke.token_group(old_id), revoke.token_group(new_id)
-        if self.channel_layer is not None:
-            await self.channel_layer.group_add(new, self.channel_name)
-            await self.channel_layer.group_discard(old, self.channel_name)
-            self.groups = [new if group == old else group for group in self.groups]
-        revoke.unregister_local([old], self)
-        revoke.register_local([new], self)
-        self._bearer_local_groups = [new if group == old else group for group in self._bearer_local_groups]
 
     def _bearer_in_kind(self, coroutine: Awaitable[None]) -> Any:
         """Hand a coroutine back to async consumers; run it to the end for sync ones."""
@@ -301,6 +339,17 @@ class BearerConsumerMixin:
 
         async_to_sync(run)()
         return None
+
+
+#: How each end closes an accepted socket: ``(code, reason)``.
+_END: dict[type[BearerError], tuple[int, str]] = {
+    ExpiredToken: (4401, "token_expired"),
+    Revoked: (4403, "revoked"),
+}
+
+
+async def _nothing() -> None:
+    return None
 
 
 def parse_refresh_message(text: str) -> str | None:

@@ -8,12 +8,27 @@ from datetime import datetime
 from typing import Any
 
 
+def token_digest(token: str) -> str:
+    """SHA-256 of the token, hex: what django-oauth-toolkit stores as ``token_checksum``."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def token_id_from_digest(digest: str) -> str:
+    """The ``token_id`` of the token whose :func:`token_digest` is ``digest``.
+
+    The one formula for opaque tokens' ids: backends, the ticket view, the
+    revocation receivers and the lookup cache all come through here, so that
+    revoking a token reaches every socket, ticket and cache entry it made.
+    """
+    return digest[:32]
+
+
 def token_hash_id(token: str) -> str:
     """A stable, non-secret id for an opaque token: a SHA-256 prefix.
 
     128 bits is enough to tell tokens apart and far too little to help guess one.
     """
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+    return token_id_from_digest(token_digest(token))
 
 
 @dataclass(frozen=True)

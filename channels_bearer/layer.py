@@ -1,19 +1,22 @@
-"""A channel-layer wrapper that keeps sockets alive while the layer is down.
+"""A channel-layer wrapper that keeps receiving while the layer is down.
 
 Channels' consumers die with the channel layer: when Redis stops, the
-consumer's blocking ``receive`` on its channel raises, every open socket
-closes with 1011 and every new handshake fails with 500 — authentication
-included, though the handshake itself needs no Redis. Revocation groups are
-ours, so this is ours to soften: ``BearerConsumerMixin`` wraps its consumer's
-layer in ``ResilientLayer``, which
+consumer's blocking ``receive`` on its channel raises and every open socket
+closes with 1011, though nothing about the socket's authentication needs
+Redis. ``ResilientLayer``
 
 * retries ``receive`` with backoff instead of raising (one error logged per
   outage, one info line on recovery);
-* turns a failed ``group_add`` into a logged error, and after an outage
-  re-joins every group of the consumer once the layer answers again (a
-  restarted Redis has forgotten them), so revocation works again.
+* after an outage, re-joins every group joined through it once the layer
+  answers again (a restarted Redis has forgotten them).
 
-``send`` and ``group_send`` are passed through unchanged: callers decide.
+``BearerConsumerMixin`` wraps its consumer's layer with ``own_groups=False``:
+the application's ``group_add`` failures reach the application as they
+would without the mixin. channels-bearer's own listener
+(:mod:`channels_bearer.broadcast`) uses ``own_groups=True``: a failed
+``group_add`` of its revocation group is logged and retried, since a process
+must go on serving while Redis is away. ``send`` and ``group_send`` are
+passed through unchanged: callers decide.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ MAX_BACKOFF = 5.0
 
 
 class ResilientLayer:
-    def __init__(self, layer: Any) -> None:
+    def __init__(self, layer: Any, *, own_groups: bool = False) -> None:
         self._layer = layer
+        self._own_groups = own_groups
         self._groups: set[str] = set()
         self._rejoin_needed = False
         self._failing = False
@@ -62,17 +66,14 @@ class ResilientLayer:
         try:
             await self._layer.group_add(group, channel)
         except Exception as exc:
-            self._report(exc, f"group_add {group}")
             self._rejoin_needed = True
+            if not self._own_groups:
+                raise
+            self._report(exc, f"group_add {group}")
 
     async def group_discard(self, group: str, channel: str) -> None:
         self._groups.discard(group)
-        try:
-            await self._layer.group_discard(group, channel)
-        except Exception as exc:
-            # Redis forgets the membership when the group expires
-            # (channels-redis group_expiry): nothing to retry.
-            self._report(exc, f"group_discard {group}")
+        await self._layer.group_discard(group, channel)
 
     async def _rejoin(self, channel: str) -> None:
         for group in sorted(self._groups):

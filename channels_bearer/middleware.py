@@ -27,10 +27,12 @@ from typing import Any
 
 from channels.middleware import BaseMiddleware
 
+from channels_bearer import revoke
 from channels_bearer.conf import conf
-from channels_bearer.exceptions import BackendUnavailable, BearerError, InvalidToken
+from channels_bearer.exceptions import BackendUnavailable, BearerError, InvalidToken, Revoked
 from channels_bearer.identity import BearerIdentity
 from channels_bearer.refusal import Message, Send, log_refusal, marker_offered, refusal_messages
+from channels_bearer.registry import MARK_SCOPE_KEY
 from channels_bearer.sources import Credential, extract
 
 logger = logging.getLogger("channels_bearer")
@@ -57,7 +59,14 @@ class BearerAuthMiddleware(BaseMiddleware):
             credential = extraction.credential
             identity: BearerIdentity | None = None
             if credential is not None:
+                # Taken before the lookup: a revocation heard after it that
+                # names this token or user refuses the socket, here or when
+                # the consumer registers it (channels_bearer.registry).
+                mark = await revoke.watch()
                 identity = await authenticate_credential(credential, scope)
+                if revoke.revoked_since(mark, identity):
+                    raise Revoked("the token or its user was revoked during the handshake")
+                scope[MARK_SCOPE_KEY] = mark
         except BearerError as error:
             log_refusal(scope, error, credential.source if credential else None)
             return await refuse(

@@ -108,7 +108,12 @@ def from_subprotocols(offered: Sequence[str], marker: str) -> tuple[str | None, 
     if any(i != at + 1 for i in encoded):
         raise InvalidRequest("more than one token entry in the subprotocol list")
     token = decode_subprotocol_entry(entries[at + 1])
-    return token, entries[:at] + entries[at + 2 :], True
+    rest = entries[:at] + entries[at + 2 :]
+    # A copy of the token anywhere else in the list would reach the
+    # application, which may answer it: the token must never be echoed.
+    if entries[at + 1] in rest or token in rest:
+        raise InvalidRequest("the token is offered more than once in the subprotocol list")
+    return token, rest, True
 
 
 def decode_subprotocol_entry(entry: str) -> str:

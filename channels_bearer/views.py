@@ -51,16 +51,13 @@ def describe_auth(auth: Any) -> tuple[str | None, Any, frozenset[str]]:
             timestamp_to_datetime(payload.get("exp")),
             scopes_from_claims(payload),
         )
-    key = getattr(auth, "key", None)
-    if isinstance(key, str):  # rest_framework.authtoken
-        return token_hash_id(key), None, frozenset()
-    token = getattr(auth, "token", None)
-    if isinstance(token, str):  # django-oauth-toolkit AccessToken
-        expires = getattr(auth, "expires", None)
+    if isinstance(getattr(auth, "key", None), str):  # rest_framework.authtoken
+        from channels_bearer.backends.drf import DRFTokenBackend
+
+        return DRFTokenBackend.token_id_of(auth), None, frozenset()
+    if isinstance(getattr(auth, "token", None), str):  # django-oauth-toolkit AccessToken
+        from channels_bearer.backends.oauth_toolkit import OAuthToolkitBackend
+
         scope = getattr(auth, "scope", "") or ""
-        # With COMPLIANT_BCP_RFC9700_TOKEN_STORAGE the token column is blank;
-        # its SHA-256 checksum's prefix is the same id as token_hash_id(token).
-        checksum = getattr(auth, "token_checksum", None)
-        token_id = checksum[:32] if isinstance(checksum, str) and checksum else token_hash_id(token)
-        return token_id, expires, frozenset(scope.split())
+        return OAuthToolkitBackend.token_id_of(auth), getattr(auth, "expires", None), frozenset(scope.split())
     return None, None, frozenset()

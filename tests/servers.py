@@ -7,6 +7,7 @@ demo's management commands, as a user would.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,6 +151,79 @@ def start_server(
         server.stop()
         raise RuntimeError(f"{exc}:\n{server.log()}") from None
     return server
+
+
+class Revoker:
+    """A third process that runs Python statements in the project when told to."""
+
+    SCRIPT = (
+        "import json, sys, time\n"
+        "from django.db import transaction\n"
+        "from django.contrib.auth.models import User\n"
+        "from rest_framework.authtoken.models import Token\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    line = sys.stdin.readline()\n"
+        "    if not line:\n"
+        "        break\n"
+        "    started = time.time()\n"
+        "    exec(json.loads(line))\n"
+        "    print('done', started, time.time(), flush=True)\n"
+    )
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "testproject" / "manage.py"), "shell", "-c", self.SCRIPT],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.expect("ready")
+
+    def send(self, code: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(code) + "\n")
+        self.process.stdin.flush()
+
+    def expect(self, marker: str) -> str:
+        """Read up to a line that starts with ``marker``; the rest of that line."""
+        assert self.process.stdout is not None
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the revoking process exited before printing {marker!r}")
+            word, _, rest = line.strip().partition(" ")
+            if word == marker:
+                return rest
+
+    def done(self) -> float:
+        """Wait until the statement sent last has finished; when it started (``time.time()``)."""
+        return float(self.expect("done").split()[0])
+
+    def run(self, code: str) -> float:
+        """Run ``code``; return when it started (``time.time()`` in that process) once it has finished."""
+        self.send(code)
+        return self.done()
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@contextlib.contextmanager
+def revoker(env: dict[str, str]) -> Iterator[Revoker]:
+    process = Revoker(env)
+    try:
+        yield process
+    finally:
+        process.close()
 
 
 class RedisProcess:

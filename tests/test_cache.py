@@ -23,7 +23,8 @@ from rest_framework.authtoken.models import Token, TokenProxy
 
 from channels_bearer.backends import DRFTokenBackend, OAuthToolkitBackend
 from channels_bearer.backends.base import BaseBackend
-from channels_bearer.cache import DRF, cached_lookup, entry_key, token_digest
+from channels_bearer.cache import DRF, cached_lookup, entry_key
+from channels_bearer.identity import token_digest, token_hash_id
 from channels_bearer.exceptions import InactiveUser
 from tests.oauth_support import make_access_token, make_application
 from tests.servers import free_port
@@ -99,6 +100,7 @@ def test_cache_holds_no_token_text(alice: Any) -> None:
         for key, value in store.items():
             assert token not in key
             assert token_digest(token) not in key  # not even the bare SHA-256 (oauth's stored checksum)
+            assert token_hash_id(token) not in key  # nor the token id
             assert token.encode() not in value
 
 
@@ -200,7 +202,7 @@ def test_lookup_racing_a_revocation_cannot_write_it_back(alice: Any) -> None:
         return alice, {}
 
     assert cached_lookup(DRF, token, load) is not None
-    assert caches["default"].get(entry_key(DRF, token_digest(token))) == "revoked"
+    assert caches["default"].get(entry_key(token_hash_id(token))) == "revoked"
     # The stale answer was not written over the tombstone: the next lookup reads again.
     reads.clear()
     assert cached_lookup(DRF, token, load) is not None

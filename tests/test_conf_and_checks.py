@@ -190,6 +190,32 @@ def test_no_channel_layer_warns() -> None:
     assert messages[0].hint
 
 
+LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+REDIS_LAYER = {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:1"]}}
+PUBSUB_LAYER = {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": ["redis://127.0.0.1:1"]}}
+IN_MEMORY_LAYER = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+
+
+@pytest.mark.parametrize(
+    ("cache", "layers", "warned"),
+    [
+        (LOCMEM, {"default": IN_MEMORY_LAYER}, True),
+        (LOCMEM, {}, True),
+        (LOCMEM, {"default": REDIS_LAYER}, False),
+        (LOCMEM, {"default": PUBSUB_LAYER}, False),
+        ({"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1"},
+         {"default": IN_MEMORY_LAYER}, False),
+    ],
+)  # fmt: skip
+def test_a_per_process_lookup_cache_needs_a_layer_that_reaches_other_processes(
+    cache: dict[str, Any], layers: dict[str, Any], warned: bool
+) -> None:
+    with override_settings(CACHES={"default": LOCMEM, "lookups": cache}, CHANNEL_LAYERS=layers):
+        ids = [m.id for m in run_check({"CACHE": "lookups"})]
+        assert ("channels_bearer.W003" in ids) is warned
+        assert "channels_bearer.W003" not in [m.id for m in run_check({})]
+
+
 def test_several_problems_reported_together() -> None:
     ids = {m.id for m in run_check({"SOURCES": ["cookie", "query"], "REFUSAL": "x", "BACKENDS": ["nope.X"]})}
     assert ids == {"channels_bearer.E003", "channels_bearer.E004", "channels_bearer.E009", "channels_bearer.W001"}

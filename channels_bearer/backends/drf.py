@@ -31,6 +31,12 @@ class DRFTokenBackend(BaseBackend):
     #: ``"app_label.ModelName"``; ``None`` reads the setting.
     model: str | None = None
 
+    @staticmethod
+    def token_id_of(row: Any) -> str | None:
+        """The ``token_id`` of the token stored in ``row`` (what revoking it closes)."""
+        key = getattr(row, "key", None)
+        return token_hash_id(key) if isinstance(key, str) and key else None
+
     def get_model(self) -> type[models.Model]:
         return apps.get_model(self.model or conf.DRF_TOKEN_MODEL)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from datetime import datetime
 from typing import Any
@@ -15,7 +14,7 @@ from django.utils import timezone
 from channels_bearer.backends.base import BaseBackend, Scope
 from channels_bearer.cache import OAUTH_TOOLKIT, Lookup, cached_lookup
 from channels_bearer.exceptions import ExpiredToken, InactiveUser
-from channels_bearer.identity import BearerIdentity, token_hash_id
+from channels_bearer.identity import BearerIdentity, token_digest, token_hash_id, token_id_from_digest
 
 
 class OAuthToolkitBackend(BaseBackend):
@@ -29,7 +28,8 @@ class OAuthToolkitBackend(BaseBackend):
     ``scope["bearer"]`` carries ``scopes`` (the token's ``scope`` field) and
     ``claims = {"client_id", "application_id", "application", "scope", "user_id"}``;
     ``token_id`` is :func:`~channels_bearer.identity.token_hash_id` of the
-    token, as ``TicketView`` computes it (and equal to ``token_checksum[:32]``).
+    token; :meth:`token_id_of` gives the same id from a stored row, whose
+    ``token`` column may be blank (RFC 9700 storage): it reads the checksum.
 
     Tokens from the client-credentials grant have no user: they are refused
     unless ``allow_client_credentials`` is set on a subclass, in which case
@@ -71,6 +71,15 @@ class OAuthToolkitBackend(BaseBackend):
                 )
             ]
         return []
+
+    @staticmethod
+    def token_id_of(row: Any) -> str | None:
+        """The ``token_id`` of the access token stored in ``row``."""
+        checksum = getattr(row, "token_checksum", None)
+        if isinstance(checksum, str) and checksum:
+            return token_id_from_digest(checksum)
+        raw = getattr(row, "token", None)
+        return token_hash_id(raw) if isinstance(raw, str) and raw else None
 
     def get_model(self) -> type[models.Model]:
         from oauth2_provider.models import get_access_token_model  # type: ignore[import-untyped, unused-ignore]
@@ -119,8 +128,7 @@ class OAuthToolkitBackend(BaseBackend):
     def get_token_object(self, model: type[models.Model], token: str) -> Any:
         queryset = model._default_manager.select_related("application", "user")
         if any(f.name == "token_checksum" for f in model._meta.get_fields()):
-            checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-            return queryset.filter(token_checksum=checksum).first()
+            return queryset.filter(token_checksum=token_digest(token)).first()
         return queryset.filter(token=token).first()
 
     def describe(self, access_token: Any) -> dict[str, Any]:
