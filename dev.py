@@ -2,17 +2,21 @@
 """Set up and run channels-bearer's demo and test suite, with only Python installed.
 
     python3 dev.py demo     # http://127.0.0.1:8000/  (user "demo", password "demo")
+                            # --port N, --host H; --oidc adds a stand-in OpenID Connect provider
     python3 dev.py test     # the whole test suite (extra arguments go to pytest)
+    python3 dev.py docs     # build the documentation strictly (mkdocs build --strict) into site/
     python3 dev.py bench    # the benchmark (see bench/README.md); --quick for a smoke run
 
-Both create ``.venv/`` on first use and install the package with its
+Each creates ``.venv/`` on first use and installs the package with its
 development dependencies there; later runs reuse it.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import venv
@@ -24,7 +28,9 @@ PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 STAMP = VENV / ".channels-bearer-installed"
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
-DEMO_ADDRESS = ("127.0.0.1", "8000")
+DEMO_HOST = "127.0.0.1"
+DEMO_PORT = 8000
+PROVIDER_PORT = 9000
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
@@ -45,7 +51,36 @@ def ensure_venv() -> None:
     STAMP.write_text(wanted)
 
 
-def demo() -> int:
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def demo(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python3 dev.py demo", description="Run the demo project under daphne.")
+    parser.add_argument("--host", default=DEMO_HOST, help=f"address to listen on (default {DEMO_HOST})")
+    parser.add_argument("--port", type=int, default=DEMO_PORT, help=f"port to listen on (default {DEMO_PORT})")
+    parser.add_argument(
+        "--oidc",
+        action="store_true",
+        help="also accept JWTs from a stand-in OpenID Connect provider (testproject/provider.py) on loopback",
+    )
+    parser.add_argument("--provider-port", type=int, default=PROVIDER_PORT, help=f"its port (default {PROVIDER_PORT})")
+    options = parser.parse_args(argv)
+    for port in [options.port] + ([options.provider_port] if options.oidc else []):
+        if port_in_use(options.host, port):
+            flag = "--port" if port == options.port else "--provider-port"
+            print(
+                f"Port {port} on {options.host} is in use. Stop what runs there, or pick another: "
+                f"python3 dev.py demo {flag} {port + 1}",
+                file=sys.stderr,
+            )
+            return 1
     ensure_venv()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "testproject.settings"}
     manage = [PYTHON, ROOT / "testproject" / "manage.py"]
@@ -57,18 +92,38 @@ def demo() -> int:
         f"u.set_password({DEMO_PASSWORD!r}); u.is_active = True; u.save()",
         env=env,
     )  # fmt: skip
-    host, port = DEMO_ADDRESS
-    print(
-        f"\n  channels-bearer demo: http://{host}:{port}/\n"
-        f"  sign in as {DEMO_USER!r} with password {DEMO_PASSWORD!r}\n"
-        f"  a token for scripts: {PYTHON.relative_to(ROOT)} testproject/manage.py bearer_token {DEMO_USER}\n"
-        "  Ctrl-C stops the server.\n",
-        flush=True,
-    )
+    provider: subprocess.Popen[str] | None = None
+    lines = [
+        f"\n  channels-bearer demo: http://{options.host}:{options.port}/",
+        f"  sign in as {DEMO_USER!r} with password {DEMO_PASSWORD!r}",
+        f"  a token for scripts: {PYTHON.relative_to(ROOT)} testproject/manage.py bearer_token {DEMO_USER}",
+    ]
     try:
-        run(PYTHON, "-m", "daphne", "-b", host, "-p", port, "testproject.asgi:application", env=env)
+        if options.oidc:
+            provider = subprocess.Popen(
+                [str(PYTHON), str(ROOT / "testproject" / "provider.py"), "--host", options.host,
+                 "--port", str(options.provider_port)],
+                cwd=ROOT, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert provider.stdout is not None
+            issuer, audience, token = (provider.stdout.readline().strip() for _ in range(3))
+            if not token:
+                print("The stand-in provider did not start.", file=sys.stderr)
+                return 1
+            env.update(BEARER_JWKS_URL=f"{issuer}/jwks.json", BEARER_JWT_ISSUER=issuer, BEARER_JWT_AUDIENCE=audience)
+            lines += [
+                f"  a stand-in OpenID Connect provider: {issuer}/.well-known/openid-configuration",
+                f"  a token it issued for 'carol' (more: {issuer}/token?sub=<username>):",
+                f"    {token}",
+            ]
+        print("\n".join(lines) + "\n  Ctrl-C stops the server.\n", flush=True)
+        run(PYTHON, "-m", "daphne", "-b", options.host, "-p", str(options.port), "testproject.asgi:application", env=env)
     except KeyboardInterrupt:
         pass
+    finally:
+        if provider is not None:
+            provider.terminate()
+            provider.wait(timeout=10)
     return 0
 
 
@@ -80,17 +135,20 @@ def test(pytest_args: list[str]) -> int:
     return result.returncode or mypy.returncode
 
 
+def docs(argv: list[str]) -> int:
+    ensure_venv()
+    return subprocess.run([str(PYTHON), "-m", "mkdocs", "build", "--strict", *argv], cwd=ROOT).returncode
+
+
 def bench(bench_args: list[str]) -> int:
     ensure_venv()
-    # The peer package is installed for the benchmark only.
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-r", ROOT / "bench" / "requirements.txt")
     status = subprocess.run([str(PYTHON), str(ROOT / "bench" / "run.py"), *bench_args], cwd=ROOT).returncode
     quick = ["--quick"] if "--quick" in bench_args else []
     return status or subprocess.run([str(PYTHON), str(ROOT / "bench" / "revocation.py"), *quick], cwd=ROOT).returncode
 
 
 def main(argv: list[str]) -> int:
-    commands = {"demo": lambda args: demo(), "test": test, "bench": bench}
+    commands = {"demo": demo, "test": test, "docs": docs, "bench": bench}
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)
         return 2

@@ -13,10 +13,10 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from channels_bearer.middleware import BearerAuthMiddlewareStack  # noqa: E402
+from channels_bearer.security import AllowedHostsOriginValidator  # noqa: E402
 from testproject.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

@@ -75,6 +75,7 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 USE_TZ = True
+TIME_ZONE = "UTC"
 
 REDIS_URL = os.environ.get("REDIS_URL")
 if REDIS_URL:
@@ -128,5 +129,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"channels_bearer": {"handlers": ["console"], "level": "INFO"}},
+    # propagate=False: daphne and uvicorn give the root logger a handler of
+    # their own, which would print every line a second time.
+    "loggers": {"channels_bearer": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
