@@ -911,9 +911,18 @@ class Bench:
             result = "NOT MEASURED" if passed is None else ("PASS" if passed else "FAIL")
             self.out(f"| {name} | {measured} | {result} |")
         self.out()
+        verdicts = [passed for _, passed in self.targets.values()]
+        self.out(
+            f"Targets: {verdicts.count(True)} met, {verdicts.count(False)} missed, "
+            f"{verdicts.count(None)} not measured (of {len(verdicts)})."
+        )
+        self.out()
         for note in self.notes:
             self.out(f"- {note}")
-        self.out(f"Failures (all sections): {self.failures_total:,}")
+        # Not a verdict on the targets: handshakes that failed outright (a
+        # refused or dropped connection where one should open) and sections
+        # that raised. Any of these makes the figures above suspect.
+        self.out(f"Failed handshakes and broken sections: {self.failures_total:,}")
 
     def run(self) -> None:
         self.setup()

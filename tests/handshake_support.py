@@ -89,11 +89,14 @@ async def connect_outcome(
     headers: list[tuple[str, str]] | None = None,
     origin: str | None = None,
     echo: str | None = None,
+    send_origin: bool = True,
 ) -> Outcome:
     """Open ``path`` with the ``websockets`` client as a real client would.
 
-    On success the first frame is read (and ``echo`` sent and checked to come
-    back); a close after accept is reported with its code and reason.
+    ``origin`` defaults to the server's own; ``send_origin=False`` sends no
+    ``Origin`` header at all, as scripts, apps and other servers do. On success
+    the first frame is read (and ``echo`` sent and checked to come back); a
+    close after accept is reported with its code and reason.
     """
     try:
         async with asyncio.timeout(WAIT):
@@ -101,7 +104,7 @@ async def connect_outcome(
                 server.ws(path),
                 subprotocols=[Subprotocol(entry) for entry in subprotocols] if subprotocols is not None else None,
                 additional_headers=headers or [],
-                origin=Origin(origin or server.origin),
+                origin=Origin(origin or server.origin) if send_origin else None,
                 open_timeout=WAIT,
             ) as ws:
                 outcome = Outcome(101, subprotocol=ws.subprotocol)

@@ -70,5 +70,8 @@ def test_quick_bench_prints_every_target() -> None:
     for row in handshake_rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
         assert int(cells[7].replace(",", "")) > 0 and cells[8] == "0", row
-    assert re.search(r"^Failures \(all sections\): 0$", out, re.M), out[-2000:]
+    assert re.search(r"^Failed handshakes and broken sections: 0$", out, re.M), out[-2000:]
+    # The summary agrees with the rows: as many "missed" as FAIL rows.
+    fails = sum(1 for line in out.splitlines() if line.startswith("| ") and line.endswith("| FAIL |"))
+    assert re.search(rf"^Targets: \d+ met, {fails} missed, \d+ not measured \(of \d+\)\.$", out, re.M), out[-2000:]
     assert (ROOT / "bench" / "results" / "quick.md").read_text().strip() == out.strip()

@@ -190,6 +190,27 @@ def test_demo_page_sign_in_shows_the_user(page: Any, server: Server, accounts: A
     assert errors == []
 
 
+def test_demo_page_a_failed_sign_in_forgets_the_old_socket(page: Any, server: Server, accounts: Accounts) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server.http("/"))
+    page.fill("#username", accounts.username)
+    page.fill("#password", accounts.password)
+    page.click("#sign-in")
+    page.wait_for_function("name => document.getElementById('whoami').textContent === name", arg=accounts.username)
+
+    page.fill("#password", "not the password")
+    page.click("#sign-in")
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('sign-in failed')")
+    # The old socket is closed: the page no longer claims who the server thinks we are.
+    assert page.text_content("#whoami") == "(not connected)"
+    assert page.text_content("#frame") == ""
+    assert page.text_content("#status") == (
+        "sign-in failed (HTTP 400): Unable to log in with provided credentials."
+    )
+    assert errors == []
+
+
 # The optional parts of the helper: token providers and reconnect after 4401.
 
 PROVIDER_JS = """

@@ -12,13 +12,28 @@
     status.textContent = text;
   }
 
+  function notConnected() {
+    whoami.textContent = "(not connected)";
+    frame.textContent = "";
+  }
+
   async function fetchToken(username, password) {
     var response = await fetch("/api/token/", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify({ username: username, password: password }),
     });
-    if (!response.ok) throw new Error("sign-in failed (HTTP " + response.status + ")");
+    if (!response.ok) {
+      // DRF answers 400 with {"non_field_errors": [...]} or {"<field>": [...]}.
+      var reason = "";
+      try {
+        var body = await response.json();
+        reason = Object.keys(body).map(function (key) { return [].concat(body[key]).join(" "); }).join(" ");
+      } catch (ignored) {
+        reason = response.statusText;
+      }
+      throw new Error("sign-in failed (HTTP " + response.status + ")" + (reason ? ": " + reason : ""));
+    }
     return (await response.json()).token;
   }
 
@@ -46,7 +61,7 @@
       } else {
         show("closed (code " + close.code + ")");
       }
-      whoami.textContent = "(not connected)";
+      notConnected();
     });
     return ws;
   }
@@ -58,6 +73,8 @@
       socket = null;
       old.close(1000);
     }
+    // Whatever happens next, the old socket's report no longer holds.
+    notConnected();
     show("signing in…");
     var token;
     try {
