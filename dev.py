@@ -3,7 +3,8 @@
 
     python3 dev.py demo     # http://127.0.0.1:8000/  (user "demo", password "demo")
                             # --port N, --host H; --oidc adds a stand-in OpenID Connect provider
-    python3 dev.py test     # the whole test suite (extra arguments go to pytest)
+    python3 dev.py test     # mypy and the whole test suite (extra arguments go to pytest)
+                            # --all: the supported matrix (tox.ini), as CI runs it
     python3 dev.py docs     # build the documentation strictly (mkdocs build --strict) into site/
     python3 dev.py bench    # the benchmark (see bench/README.md); --quick for a smoke run
 
@@ -14,8 +15,10 @@ development dependencies there; later runs reuse it.
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,10 +34,17 @@ DEMO_PASSWORD = "demo"
 DEMO_HOST = "127.0.0.1"
 DEMO_PORT = 8000
 PROVIDER_PORT = 9000
+#: The supported matrix (tox.ini): (Python, tox environment).
+MATRIX = [("3.11", "py311-django52"), ("3.12", "py312-django60"), ("3.13", "py313-django61")]
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
     subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=True)
+
+
+def own_environment() -> dict[str, str]:
+    """This environment without what tox sets for its own installs (a row's Django pin)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PIP_CONSTRAINT", "VIRTUAL_ENV")}
 
 
 def ensure_venv() -> None:
@@ -42,12 +52,18 @@ def ensure_venv() -> None:
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
         return
+    if os.environ.get("CHANNELS_BEARER_NO_INSTALL") == "1":
+        # Set by the test suite, which must install nothing while it runs.
+        raise SystemExit(
+            ".venv is missing or older than pyproject.toml, and CHANNELS_BEARER_NO_INSTALL=1 forbids "
+            "installing: run python3 dev.py test once without it."
+        )
     if not PYTHON.exists():
         print("Creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("Installing channels-bearer and its development dependencies into .venv ...", flush=True)
-    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip", env=own_environment())
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[dev]", env=own_environment())
     STAMP.write_text(wanted)
 
 
@@ -127,12 +143,45 @@ def demo(argv: list[str]) -> int:
     return 0
 
 
-def test(pytest_args: list[str]) -> int:
+def find_python(version: str) -> str | None:
+    """An interpreter of ``version``: on PATH, or installed by pyenv beside the default one."""
+    candidates = [shutil.which(f"python{version}")]
+    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    candidates += sorted(glob.glob(os.path.join(pyenv_root, "versions", f"{version}.*", "bin", f"python{version}")))
+    for candidate in filter(None, candidates):
+        # pyenv's shims are on PATH for every version but run only the selected ones.
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def test(argv: list[str]) -> int:
+    matrix = "--all" in argv
+    pytest_args = [arg for arg in argv if arg != "--all"]
     ensure_venv()
     print("mypy --strict channels_bearer", flush=True)
     mypy = subprocess.run([str(PYTHON), "-m", "mypy"], cwd=ROOT)
-    result = subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT)
-    return result.returncode or mypy.returncode
+    if not matrix:
+        result = subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT)
+        return result.returncode or mypy.returncode
+    pythons = {version: find_python(version) for version, _ in MATRIX}
+    missing = [f"Python {version} (for {env})" for version, env in MATRIX if pythons[version] is None]
+    if missing:
+        print(
+            f"Cannot run the whole matrix: {', '.join(missing)} not found on PATH nor in pyenv's versions. "
+            "Install it (pyenv install, or your system's packages), then run this again.",
+            file=sys.stderr,
+        )
+        return 1
+    envs = ",".join(env for _, env in MATRIX)
+    discover = [path for path in pythons.values() if path]
+    tox = subprocess.run(
+        [str(PYTHON), "-m", "tox", "-e", envs, "--discover", *discover, "--", *pytest_args], cwd=ROOT
+    )
+    return tox.returncode or mypy.returncode
 
 
 def docs(argv: list[str]) -> int:

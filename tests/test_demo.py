@@ -31,12 +31,21 @@ def dev_py(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "dev.py"), *args]
 
 
+def dev_py_env() -> dict[str, str]:
+    """dev.py as a user runs it, forbidden to install (a test installs nothing)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_", "PIP_"))}
+    env["CHANNELS_BEARER_NO_INSTALL"] = "1"
+    return env
+
+
 def test_a_busy_port_is_one_clear_line() -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(dev_py("demo", "--port", str(port)), cwd=ROOT, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            dev_py("demo", "--port", str(port)), cwd=ROOT, env=dev_py_env(), capture_output=True, text=True, timeout=60
+        )
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
@@ -51,6 +60,7 @@ def oidc_demo() -> Iterator[tuple[int, str]]:
     process = subprocess.Popen(
         dev_py("demo", "--port", str(port), "--oidc", "--provider-port", str(provider_port)),
         cwd=ROOT,
+        env=dev_py_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -171,10 +171,13 @@ async def test_default_origin_passes_the_origin_validator(app: Any, alice: Any) 
     token = await amake_token(alice)
     async with BearerCommunicator(app, WHOAMI, token=token) as with_origin:
         assert (await with_origin.connect())[0]
-    # Headers of one's own replace the defaults: no Origin, refused by the validator.
+    # Headers of one's own replace the defaults: no Origin. The demo's
+    # validator (channels_bearer.security) lets a bearer credential in without one...
     async with BearerCommunicator(app, WHOAMI, token=token, headers=[]) as without:
-        connected, _ = await without.connect()
-        assert not connected
+        assert (await without.connect())[0]
+    # ...and refuses a handshake with neither, before the consumer runs (not 4401).
+    async with BearerCommunicator(app, WHOAMI, token=None, headers=[]) as anonymous:
+        assert await anonymous.connect() == (False, 1000)
 
 
 def test_repr_holds_no_token(app: Any) -> None:
