@@ -161,25 +161,28 @@ def find_python(version: str) -> str | None:
 def test(argv: list[str]) -> int:
     matrix = "--all" in argv
     pytest_args = [arg for arg in argv if arg != "--all"]
+    pythons: dict[str, str | None] = {}
+    if matrix:
+        # Before anything slow: a missing row is an error that names it, never a skip.
+        pythons = {version: find_python(version) for version, _ in MATRIX}
+        missing = [f"Python {version} (for {env})" for version, env in MATRIX if pythons[version] is None]
+        if missing:
+            print(
+                f"Cannot run the whole matrix: {', '.join(missing)} not found on PATH nor in pyenv's versions. "
+                "Install it (pyenv install, or your system's packages), then run this again.",
+                file=sys.stderr,
+            )
+            return 1
     ensure_venv()
     print("mypy --strict channels_bearer", flush=True)
     mypy = subprocess.run([str(PYTHON), "-m", "mypy"], cwd=ROOT)
     if not matrix:
         result = subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT)
         return result.returncode or mypy.returncode
-    pythons = {version: find_python(version) for version, _ in MATRIX}
-    missing = [f"Python {version} (for {env})" for version, env in MATRIX if pythons[version] is None]
-    if missing:
-        print(
-            f"Cannot run the whole matrix: {', '.join(missing)} not found on PATH nor in pyenv's versions. "
-            "Install it (pyenv install, or your system's packages), then run this again.",
-            file=sys.stderr,
-        )
-        return 1
     envs = ",".join(env for _, env in MATRIX)
     discover = [path for path in pythons.values() if path]
     tox = subprocess.run(
-        [str(PYTHON), "-m", "tox", "-e", envs, "--discover", *discover, "--", *pytest_args], cwd=ROOT
+        [str(PYTHON), "-m", "tox", "-e", envs, "--discover", *discover, "--", *pytest_args], cwd=ROOT, env=own_environment()
     )
     return tox.returncode or mypy.returncode
 

@@ -54,6 +54,17 @@ def test_a_busy_port_is_one_clear_line() -> None:
     ]
 
 
+def test_the_matrix_names_a_missing_interpreter(tmp_path: Path) -> None:
+    # A machine with no versioned Python on PATH and no pyenv.
+    (tmp_path / "bin").mkdir()
+    env = {**dev_py_env(), "PATH": str(tmp_path / "bin"), "PYENV_ROOT": str(tmp_path), "HOME": str(tmp_path)}
+    result = subprocess.run(dev_py("test", "--all"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    for row in ("Python 3.11 (for py311-django52)", "Python 3.12 (for py312-django60)", "Python 3.13 (for py313-django61)"):
+        assert row in result.stderr
+    assert "not found on PATH nor in pyenv's versions" in result.stderr
+
+
 @pytest.fixture
 def oidc_demo() -> Iterator[tuple[int, str]]:
     port, provider_port = free_port(), free_port()
