@@ -1,21 +1,34 @@
-"""The ``CHANNELS_BEARER`` setting, read on every access.
+"""The ``CHANNELS_BEARER`` setting: one validator, read through one object.
 
-Like django-cors-headers' ``conf``: every property reads ``settings`` anew, so
-``override_settings`` in tests just works. Only the built backend objects are
-cached, and that cache is dropped on ``setting_changed``.
+:func:`validate` checks a raw setting and returns the parsed
+:class:`BearerConfig` with every problem it found, as system-check messages.
+The ``conf`` object raises the first error as ``ImproperlyConfigured`` when
+the setting is used; ``manage.py check`` reports them all
+(:mod:`channels_bearer.checks`). Each rule is written once, here.
+
+Like django-cors-headers' ``conf``, ``conf`` follows ``override_settings``:
+it validates each ``CHANNELS_BEARER`` object once and starts again when the
+setting is replaced or changed (``setting_changed``). Reading a dozen keys
+through Django's lazy settings on every handshake cost more than the rest of
+the middleware together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
+
+from channels_bearer.check_ids import error, warning
+from channels_bearer.sources import is_tchar_token
 
 if TYPE_CHECKING:
     from channels_bearer.backends.base import BaseBackend
@@ -47,178 +60,249 @@ DEFAULTS: dict[str, Any] = {
     # Cached lookups for database-backed backends: a cache alias or None.
     "CACHE": None,
     "CACHE_TTL": 60,
-    # JWKSBackend
+    # JWKSBackend (checked by the backend: channels_bearer.backends.jwks)
     "JWKS": {},
 }
 
 SOURCE_NAMES = ("subprotocol", "header", "query", "ticket")
 REFUSAL_MODES = ("handshake", "close")
-
-_backend_cache: dict[tuple[str, ...], list[tuple[str, BaseBackend]]] = {}
-
+LIST_KEYS = ("BACKENDS", "SOURCES", "HEADER_KEYWORDS")
+SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL")
+FLAG_KEYS = ("REFRESH", "REVOKE_ON_LOGOUT")
 
 @dataclass(frozen=True)
-class HandshakeSettings:
-    """What the middleware reads on every handshake, parsed and validated once.
-
-    Built from one ``CHANNELS_BEARER`` object and rebuilt when the setting is
-    replaced (``override_settings``) or changed (``setting_changed``): reading
-    and re-validating a dozen keys through Django's lazy settings on every
-    handshake cost more than the rest of the middleware together.
-    """
+class BearerConfig:
+    """``CHANNELS_BEARER``, validated: what the package reads on every handshake."""
 
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+    backend_paths: tuple[str, ...]
     sources: frozenset[str]
     marker: str
+    #: As configured (the first is what clients are told to send).
+    header_keywords: tuple[str, ...]
     #: ``Authorization`` schemes, lowercased (RFC 7235: case-insensitive).
-    header_keywords: frozenset[str]
+    header_schemes: frozenset[str]
     #: ``(source, parameter)`` for the enabled query-string sources.
     query_params: tuple[tuple[str, str], ...]
     refusal: str
-    backends: tuple[tuple[str, BaseBackend], ...]
+    drf_token_model: str
+    ticket_ttl: int
+    ticket_cache: str
+    expiry_grace: float
+    refresh: bool
+    revoke_on_logout: bool
+    cache: str | None
+    cache_ttl: int
+    jwks: Mapping[str, Any]
+
+    @cached_property
+    def backends(self) -> tuple[tuple[str, BaseBackend], ...]:
+        """The configured backends as ``(dotted path, instance)``, built on first use."""
+        return tuple((path, load_backend(path, index)) for index, path in enumerate(self.backend_paths))
 
 
-class BearerSettings:
-    """Typed, read-on-access view of ``settings.CHANNELS_BEARER``."""
+# -- the validator ---------------------------------------------------------------------
 
-    #: The last ``CHANNELS_BEARER`` object that passed the checks below.
-    _validated: Any = None
-    _handshake: HandshakeSettings | None = None
+Messages = list[CheckMessage]
 
-    def handshake(self) -> HandshakeSettings:
-        """The per-handshake settings, built once per ``CHANNELS_BEARER`` object."""
-        raw = getattr(settings, SETTING_NAME, {})
-        snapshot = self._handshake
-        if snapshot is not None and snapshot.raw is raw:
-            return snapshot
-        sources = self.SOURCES
-        snapshot = HandshakeSettings(
-            raw=raw,
-            sources=frozenset(sources),
-            marker=self.SUBPROTOCOL,
-            header_keywords=frozenset(keyword.lower() for keyword in self.HEADER_KEYWORDS),
-            query_params=tuple(
-                (source, param)
-                for source, param in (("query", self.QUERY_PARAM), ("ticket", self.TICKET_PARAM))
-                if source in sources
-            ),
-            refusal=self.REFUSAL,
-            backends=tuple(self.backends),
+
+def validate(raw: Any) -> tuple[BearerConfig | None, Messages]:
+    """``(config, messages)``: the config is ``None`` when any message is an error."""
+    if not isinstance(raw, Mapping):
+        return None, [
+            error("E001", f"{SETTING_NAME} must be a dict.", f'Write {SETTING_NAME} = {{"BACKENDS": [...], "SOURCES": [...]}}.')
+        ]
+    messages: Messages = []
+    unknown = sorted(map(str, set(raw) - set(DEFAULTS)))
+    if unknown:
+        messages.append(
+            error(
+                "E002",
+                f"{SETTING_NAME} has unknown key(s): {', '.join(map(repr, unknown))}.",
+                f"The known keys are {', '.join(sorted(DEFAULTS))}. Check the spelling.",
+            )
         )
-        self._handshake = snapshot
-        return snapshot
+    values = {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
+    for check in (_check_lists, _check_backends, _check_sources, _check_names, _check_values):
+        messages.extend(check(values))
+    if any(isinstance(m, Error) for m in messages):
+        return None, messages
+    return _build(raw, values), messages
 
-    def _raw(self) -> Mapping[str, Any]:
-        value = getattr(settings, SETTING_NAME, {})
-        # Read several times per handshake: check each settings object once
-        # (override_settings installs a new one, so it is checked anew).
-        if value is self._validated:
-            return value  # type: ignore[no-any-return]
-        if not isinstance(value, Mapping):
-            raise ImproperlyConfigured(f"{SETTING_NAME} must be a dict, not {type(value).__name__}.")
-        unknown = sorted(set(value) - set(DEFAULTS))
-        if unknown:
-            raise ImproperlyConfigured(
-                f"{SETTING_NAME} has unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"the known keys are {', '.join(sorted(DEFAULTS))}."
+
+def _is_str_list(value: Any) -> bool:
+    return not isinstance(value, str) and isinstance(value, Sequence) and all(isinstance(v, str) for v in value)
+
+
+def _check_lists(values: dict[str, Any]) -> Messages:
+    messages: Messages = [
+        error("E010", f"{SETTING_NAME}[{key!r}] must be a list of strings.", f"For example {DEFAULTS[key]!r}.")
+        for key in LIST_KEYS
+        if not _is_str_list(values[key])
+    ]
+    return messages
+
+
+def _check_backends(values: dict[str, Any]) -> Messages:
+    from channels_bearer.backends.base import BaseBackend
+
+    paths = values["BACKENDS"]
+    if not _is_str_list(paths):
+        return []
+    if not paths:
+        return [
+            error(
+                "E011",
+                f"{SETTING_NAME}['BACKENDS'] is empty: no token can ever be accepted.",
+                f"Add a backend, for example {DEFAULTS['BACKENDS'][0]!r}.",
             )
-        self._validated = value
-        return value
+        ]
+    messages: Messages = []
+    for index, path in enumerate(paths):
+        try:
+            backend_class = import_string(path)
+        except ImportError as exc:
+            problem = f"cannot be imported ({exc})"
+        else:
+            if isinstance(backend_class, type) and issubclass(backend_class, BaseBackend):
+                continue
+            problem = "is not a subclass of channels_bearer.backends.BaseBackend"
+        messages.append(
+            error(
+                "E003",
+                f"{SETTING_NAME}['BACKENDS'][{index}] = {path!r} {problem}.",
+                "Use the dotted path of a BaseBackend subclass, such as 'channels_bearer.backends.SimpleJWTBackend'.",
+            )
+        )
+    return messages
 
-    def get(self, key: str) -> Any:
-        if key not in DEFAULTS:
-            raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] is not a known setting.")
-        return self._raw().get(key, DEFAULTS[key])
 
-    @property
-    def BACKENDS(self) -> list[str]:
-        return list(_str_list(self.get("BACKENDS"), "BACKENDS"))
+def _check_sources(values: dict[str, Any]) -> Messages:
+    sources = values["SOURCES"] if _is_str_list(values["SOURCES"]) else []
+    messages: Messages = [
+        error("E004", f"{SETTING_NAME}['SOURCES'] has unknown source {name!r}.", f"Choose from {', '.join(SOURCE_NAMES)}.")
+        for name in sources
+        if name not in SOURCE_NAMES
+    ]
+    keywords = values["HEADER_KEYWORDS"]
+    if "header" in sources and _is_str_list(keywords) and not keywords:
+        messages.append(
+            error(
+                "E015",
+                f"{SETTING_NAME}['HEADER_KEYWORDS'] is empty while the 'header' source is enabled: "
+                "no Authorization header can ever be read.",
+                "Use ['Bearer'], or remove 'header' from SOURCES.",
+            )
+        )
+    if "query" in sources:
+        messages.append(
+            warning(
+                "W001",
+                f"{SETTING_NAME}['SOURCES'] enables 'query': tokens in URLs end up in access logs "
+                "(uvicorn logs every WebSocket request line with its query string), proxies and "
+                "browser history.",
+                "Prefer 'subprotocol' for browsers and 'header' for other clients, or 'ticket' "
+                "for a single-use credential in the URL. Silence channels_bearer.W001 if you accept this.",
+            )
+        )
+    return messages
 
-    @property
-    def SOURCES(self) -> list[str]:
-        sources = _str_list(self.get("SOURCES"), "SOURCES")
-        for name in sources:
-            if name not in SOURCE_NAMES:
-                raise ImproperlyConfigured(
-                    f"{SETTING_NAME}['SOURCES'] has unknown source {name!r}; "
-                    f"choose from {', '.join(SOURCE_NAMES)}."
+
+def _check_names(values: dict[str, Any]) -> Messages:
+    messages: Messages = []
+    marker = values["SUBPROTOCOL"]
+    if not isinstance(marker, str) or not is_tchar_token(marker):
+        messages.append(
+            error(
+                "E007",
+                f"{SETTING_NAME}['SUBPROTOCOL'] = {marker!r} is not a valid subprotocol name: "
+                "browsers refuse anything but RFC 6455 token characters.",
+                "Use letters, digits and '-._~' only, for example 'access_token'.",
+            )
+        )
+    keywords = values["HEADER_KEYWORDS"] if _is_str_list(values["HEADER_KEYWORDS"]) else []
+    messages += [
+        error(
+            "E008",
+            f"{SETTING_NAME}['HEADER_KEYWORDS'] has {keyword!r}, which is not an Authorization scheme name.",
+            "Use a single word such as 'Bearer'.",
+        )
+        for keyword in keywords
+        if not is_tchar_token(keyword)
+    ]
+    messages += [
+        error("E012", f"{SETTING_NAME}[{key!r}] must be a non-empty string.", f"The default is {DEFAULTS[key]!r}.")
+        for key in ("QUERY_PARAM", "TICKET_PARAM", "DRF_TOKEN_MODEL", "TICKET_CACHE")
+        if not isinstance(values[key], str) or not values[key]
+    ]
+    return messages
+
+
+def _check_values(values: dict[str, Any]) -> Messages:
+    messages: Messages = []
+    if values["REFUSAL"] not in REFUSAL_MODES:
+        messages.append(
+            error(
+                "E009",
+                f"{SETTING_NAME}['REFUSAL'] = {values['REFUSAL']!r} is not a refusal mode.",
+                f"Use one of {', '.join(map(repr, REFUSAL_MODES))}.",
+            )
+        )
+    for key in SECONDS_KEYS:
+        value = values[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            messages.append(
+                error(
+                    "E013",
+                    f"{SETTING_NAME}[{key!r}] = {value!r} must be a number of seconds, zero or more.",
+                    f"The default is {DEFAULTS[key]!r}.",
                 )
-        return list(sources)
-
-    @property
-    def SUBPROTOCOL(self) -> str:
-        return str(self.get("SUBPROTOCOL"))
-
-    @property
-    def HEADER_KEYWORDS(self) -> list[str]:
-        return list(_str_list(self.get("HEADER_KEYWORDS"), "HEADER_KEYWORDS"))
-
-    @property
-    def QUERY_PARAM(self) -> str:
-        return str(self.get("QUERY_PARAM"))
-
-    @property
-    def REFUSAL(self) -> str:
-        mode = self.get("REFUSAL")
-        if mode not in REFUSAL_MODES:
-            raise ImproperlyConfigured(
-                f"{SETTING_NAME}['REFUSAL'] must be one of {', '.join(map(repr, REFUSAL_MODES))}, not {mode!r}."
             )
-        return str(mode)
+    messages += [
+        error("E014", f"{SETTING_NAME}[{key!r}] = {values[key]!r} must be True or False.", f"The default is {DEFAULTS[key]!r}.")
+        for key in FLAG_KEYS
+        if not isinstance(values[key], bool)
+    ]
+    if values["CACHE"] is not None and (not isinstance(values["CACHE"], str) or not values["CACHE"]):
+        messages.append(
+            error("E016", f"{SETTING_NAME}['CACHE'] = {values['CACHE']!r} must be a cache alias or None.", "For example 'default'.")
+        )
+    if not isinstance(values["JWKS"], Mapping):
+        messages.append(
+            error(
+                "E026",
+                f"{SETTING_NAME}['JWKS'] must be a dict.",
+                'Write "JWKS": {"ISSUER": ..., "AUDIENCE": ..., "JWKS_URL": ...}.',
+            )
+        )
+    return messages
 
-    @property
-    def DRF_TOKEN_MODEL(self) -> str:
-        return str(self.get("DRF_TOKEN_MODEL"))
 
-    @property
-    def TICKET_PARAM(self) -> str:
-        return str(self.get("TICKET_PARAM"))
-
-    @property
-    def TICKET_TTL(self) -> int:
-        return int(self.get("TICKET_TTL"))
-
-    @property
-    def TICKET_CACHE(self) -> str:
-        return str(self.get("TICKET_CACHE"))
-
-    @property
-    def EXPIRY_GRACE(self) -> float:
-        return float(self.get("EXPIRY_GRACE"))
-
-    @property
-    def REFRESH(self) -> bool:
-        return bool(self.get("REFRESH"))
-
-    @property
-    def REVOKE_ON_LOGOUT(self) -> bool:
-        return bool(self.get("REVOKE_ON_LOGOUT"))
-
-    @property
-    def CACHE(self) -> str | None:
-        alias = self.get("CACHE")
-        return None if alias is None else str(alias)
-
-    @property
-    def CACHE_TTL(self) -> int:
-        return int(self.get("CACHE_TTL"))
-
-    @property
-    def JWKS(self) -> Mapping[str, Any]:
-        value = self.get("JWKS")
-        if not isinstance(value, Mapping):
-            raise ImproperlyConfigured(f"{SETTING_NAME}['JWKS'] must be a dict.")
-        return value
-
-    @property
-    def backends(self) -> list[tuple[str, BaseBackend]]:
-        """The configured backends as ``(dotted path, instance)``, built once."""
-        paths = tuple(self.BACKENDS)
-        built = _backend_cache.get(paths)
-        if built is None:
-            built = [(path, load_backend(path, index)) for index, path in enumerate(paths)]
-            _backend_cache[paths] = built
-        return built
+def _build(raw: Mapping[str, Any], values: dict[str, Any]) -> BearerConfig:
+    sources = frozenset(values["SOURCES"])
+    return BearerConfig(
+        raw=raw,
+        backend_paths=tuple(values["BACKENDS"]),
+        sources=sources,
+        marker=values["SUBPROTOCOL"],
+        header_keywords=tuple(values["HEADER_KEYWORDS"]),
+        header_schemes=frozenset(keyword.lower() for keyword in values["HEADER_KEYWORDS"]),
+        query_params=tuple(
+            (source, values[key])
+            for source, key in (("query", "QUERY_PARAM"), ("ticket", "TICKET_PARAM"))
+            if source in sources
+        ),
+        refusal=values["REFUSAL"],
+        drf_token_model=values["DRF_TOKEN_MODEL"],
+        ticket_ttl=int(values["TICKET_TTL"]),
+        ticket_cache=values["TICKET_CACHE"],
+        expiry_grace=float(values["EXPIRY_GRACE"]),
+        refresh=values["REFRESH"],
+        revoke_on_logout=values["REVOKE_ON_LOGOUT"],
+        cache=values["CACHE"],
+        cache_ttl=int(values["CACHE_TTL"]),
+        jwks=values["JWKS"],
+    )
 
 
 def load_backend(path: str, index: int = 0) -> BaseBackend:
@@ -227,29 +311,121 @@ def load_backend(path: str, index: int = 0) -> BaseBackend:
     try:
         backend_class = import_string(path)
     except ImportError as exc:
-        raise ImproperlyConfigured(
-            f"{SETTING_NAME}['BACKENDS'][{index}]: cannot import {path!r} ({exc})."
-        ) from exc
+        raise ImproperlyConfigured(f"{SETTING_NAME}['BACKENDS'][{index}]: cannot import {path!r} ({exc}).") from exc
     if not (isinstance(backend_class, type) and issubclass(backend_class, BaseBackend)):
         raise ImproperlyConfigured(
-            f"{SETTING_NAME}['BACKENDS'][{index}]: {path!r} is not a subclass of "
-            "channels_bearer.backends.BaseBackend."
+            f"{SETTING_NAME}['BACKENDS'][{index}]: {path!r} is not a subclass of channels_bearer.backends.BaseBackend."
         )
     return backend_class()
 
 
-def _str_list(value: Any, key: str) -> Sequence[str]:
-    if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
-        raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] must be a list of strings.")
-    return value
+# -- the object the package reads --------------------------------------------------------
+
+
+class BearerSettings:
+    """``settings.CHANNELS_BEARER``, validated once per object, one attribute per key."""
+
+    _config: BearerConfig | None = None
+
+    def current(self) -> BearerConfig:
+        """The validated setting; ``ImproperlyConfigured`` names the first problem."""
+        raw = getattr(settings, SETTING_NAME, {})
+        config = self._config
+        if config is not None and config.raw is raw:
+            return config
+        config, messages = validate(raw)
+        if config is None:
+            first = next(m for m in messages if isinstance(m, Error))
+            raise ImproperlyConfigured(f"{first.msg} {first.hint}")
+        self._config = config
+        return config
+
+    def get(self, key: str) -> Any:
+        """The value of ``key`` as configured (or its default)."""
+        if key not in DEFAULTS:
+            raise ImproperlyConfigured(f"{SETTING_NAME}[{key!r}] is not a known setting.")
+        return self.current().raw.get(key, DEFAULTS[key])
+
+    def reset(self) -> None:
+        self._config = None
+
+    @property
+    def backends(self) -> tuple[tuple[str, BaseBackend], ...]:
+        """The configured backends as ``(dotted path, instance)``, built once per setting."""
+        return self.current().backends
+
+    @property
+    def BACKENDS(self) -> list[str]:
+        return list(self.current().backend_paths)
+
+    @property
+    def SOURCES(self) -> list[str]:
+        self.current()
+        return list(self.get("SOURCES"))
+
+    @property
+    def SUBPROTOCOL(self) -> str:
+        return self.current().marker
+
+    @property
+    def HEADER_KEYWORDS(self) -> list[str]:
+        return list(self.current().header_keywords)
+
+    @property
+    def QUERY_PARAM(self) -> str:
+        return str(self.get("QUERY_PARAM"))
+
+    @property
+    def TICKET_PARAM(self) -> str:
+        return str(self.get("TICKET_PARAM"))
+
+    @property
+    def REFUSAL(self) -> str:
+        return self.current().refusal
+
+    @property
+    def DRF_TOKEN_MODEL(self) -> str:
+        return self.current().drf_token_model
+
+    @property
+    def TICKET_TTL(self) -> int:
+        return self.current().ticket_ttl
+
+    @property
+    def TICKET_CACHE(self) -> str:
+        return self.current().ticket_cache
+
+    @property
+    def EXPIRY_GRACE(self) -> float:
+        return self.current().expiry_grace
+
+    @property
+    def REFRESH(self) -> bool:
+        return self.current().refresh
+
+    @property
+    def REVOKE_ON_LOGOUT(self) -> bool:
+        return self.current().revoke_on_logout
+
+    @property
+    def CACHE(self) -> str | None:
+        return self.current().cache
+
+    @property
+    def CACHE_TTL(self) -> int:
+        return self.current().cache_ttl
+
+    @property
+    def JWKS(self) -> Mapping[str, Any]:
+        return self.current().jwks
 
 
 @receiver(setting_changed)
-def _clear_backend_cache(*, setting: str, **kwargs: Any) -> None:
-    # Backends may read other projects' settings too (SIMPLE_JWT, REST_FRAMEWORK,
-    # OAUTH2_PROVIDER), so drop them on any change: it only happens in tests.
-    _backend_cache.clear()
-    conf._handshake = None
+def _forget_config(**kwargs: Any) -> None:
+    # Backends may read other projects' settings when built (SIMPLE_JWT,
+    # REST_FRAMEWORK, OAUTH2_PROVIDER), so start again on any change: it only
+    # happens in tests.
+    conf.reset()
 
 
 conf = BearerSettings()

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,6 +38,7 @@ from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from django.core.exceptions import ImproperlyConfigured
 
+from channels_bearer.authentication import authenticate_credential
 from channels_bearer.conf import conf
 from channels_bearer.exceptions import BearerError, ExpiredToken, InsufficientScope, InvalidRequest, Revoked
 from channels_bearer.identity import BearerIdentity
@@ -46,19 +46,17 @@ from channels_bearer.layer import ResilientLayer
 from channels_bearer.refusal import log_refusal, refusal_messages
 from channels_bearer.registry import MARK_SCOPE_KEY, registry
 from channels_bearer.revoke import identity_user_key
+from channels_bearer.mailbox import merge_receive
+from channels_bearer.refresh import REFRESH_MESSAGE_TYPE, REFRESHED_MESSAGE_TYPE, parse_refresh_message, refreshed_message
 from channels_bearer.sources import Credential
+from channels_bearer.types import Message
 
 __all__ = ["BearerConsumerMixin", "REFRESH_MESSAGE_TYPE", "REFRESHED_MESSAGE_TYPE"]
 
 logger = logging.getLogger("channels_bearer")
 
-#: ``{"type": "bearer.refresh", "token": "<new token>"}``: sent by the client.
-REFRESH_MESSAGE_TYPE = "bearer.refresh"
-#: ``{"type": "bearer.refreshed", "expires_at": "<ISO 8601 or null>"}``: the answer.
-REFRESHED_MESSAGE_TYPE = "bearer.refreshed"
 EXPIRED_EVENT = {"type": "bearer.expired"}
 
-Message = dict[str, Any]
 
 
 class BearerConsumerMixin:
@@ -107,6 +105,8 @@ class BearerConsumerMixin:
         # message: on the consumer's thread for sync consumers, and with the
         # same ordering guarantees.
         self._bearer_loop = asyncio.get_running_loop()
+        # The server's own send: sync consumers hold base_send as async_to_sync(send).
+        self._bearer_send = send
         self._bearer_events: asyncio.Queue[Message] = asyncio.Queue()
         self._bearer_timer: asyncio.TimerHandle | None = None
         self._bearer_registered: tuple[str | None, str] | None = None
@@ -120,7 +120,7 @@ class BearerConsumerMixin:
             self._bearer_register(identity, mark if isinstance(mark, int) else registry.mark())
             self._bearer_schedule_expiry(identity.expires_at)
         try:
-            return await super().__call__(scope, _merge_receive(receive, self._bearer_events), send)  # type: ignore[misc]
+            return await super().__call__(scope, merge_receive(receive, self._bearer_events), send)  # type: ignore[misc]
         finally:
             # No timer and no registration outlives its socket.
             if self._bearer_timer is not None:
@@ -211,9 +211,8 @@ class BearerConsumerMixin:
         return self._bearer_in_kind(self._bearer_send_all(messages))
 
     async def _bearer_send_all(self, messages: list[Message]) -> None:
-        send = self.base_send if self._bearer_is_async else _to_async(self.base_send)
         for message in messages:
-            await send(message)
+            await self._bearer_send(message)
 
     def select_subprotocol(self) -> str | None:
         """The subprotocol ``accept()`` answers when it is given none.
@@ -294,10 +293,8 @@ class BearerConsumerMixin:
         return conf.REFRESH if self.bearer_refresh is None else self.bearer_refresh
 
     async def _bearer_refresh(self, token: str) -> None:
-        from channels_bearer.middleware import authenticate_credential
-
         current = self.bearer
-        send = self.base_send if self._bearer_is_async else _to_async(self.base_send)
+        send = self._bearer_send
 
         async def close(code: int, reason: str) -> None:
             self._bearer_closed = True
@@ -323,11 +320,7 @@ class BearerConsumerMixin:
             self._bearer_pending = None
             return await close(4403, "revoked")
         self._bearer_loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
-        answer = {
-            "type": REFRESHED_MESSAGE_TYPE,
-            "expires_at": identity.expires_at.isoformat() if identity.expires_at else None,
-        }
-        await send({"type": "websocket.send", "text": json.dumps(answer)})
+        await send({"type": "websocket.send", "text": refreshed_message(identity.expires_at)})
 
     def _bearer_in_kind(self, coroutine: Awaitable[None]) -> Any:
         """Hand a coroutine back to async consumers; run it to the end for sync ones."""
@@ -350,60 +343,3 @@ _END: dict[type[BearerError], tuple[int, str]] = {
 
 async def _nothing() -> None:
     return None
-
-
-def parse_refresh_message(text: str) -> str | None:
-    """The token of a refresh message, or ``None`` for an application message.
-
-    A frame is ours only when it is a JSON object whose ``type`` is
-    ``bearer.refresh``; a cheap substring test keeps JSON parsing off the path
-    of every other frame.
-    """
-    if REFRESH_MESSAGE_TYPE not in text or not text.lstrip().startswith("{"):
-        return None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("type") != REFRESH_MESSAGE_TYPE:
-        return None
-    token = data.get("token")
-    if not isinstance(token, str) or not token.strip():
-        raise InvalidRequest("the refresh message has no token")
-    return token.strip()
-
-
-def _to_async(send: Any) -> Callable[[Message], Awaitable[None]]:
-    # Sync consumers hold base_send as async_to_sync(send); reach the original.
-    original = getattr(send, "awaitable", None)
-    if original is None:
-        raise RuntimeError("cannot find the ASGI send of this sync consumer")
-    return original  # type: ignore[no-any-return]
-
-
-def _merge_receive(receive: Any, events: asyncio.Queue[Message]) -> Callable[[], Awaitable[Message]]:
-    """A receive callable yielding the server's messages and our own events."""
-    pending: asyncio.Future[Message] | None = None
-
-    async def merged() -> Message:
-        nonlocal pending
-        if not events.empty():
-            return events.get_nowait()
-        if pending is None:
-            pending = asyncio.ensure_future(receive())
-        getter = asyncio.ensure_future(events.get())
-        try:
-            await asyncio.wait({pending, getter}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            getter.cancel()
-            pending.cancel()
-            raise
-        if getter.done():
-            # Leave the server's receive pending for the next call.
-            return getter.result()
-        getter.cancel()
-        message = pending.result()
-        pending = None
-        return message
-
-    return merged

@@ -22,21 +22,22 @@ answer names nothing, and the token entry is never echoed.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from channels.middleware import BaseMiddleware
 
 from channels_bearer import revoke
+from channels_bearer.authentication import authenticate_credential
 from channels_bearer.conf import conf
-from channels_bearer.exceptions import BackendUnavailable, BearerError, InvalidToken, Revoked
+from channels_bearer.exceptions import BearerError, Revoked
 from channels_bearer.identity import BearerIdentity
-from channels_bearer.refusal import Message, Send, log_refusal, marker_offered, refusal_messages
+from channels_bearer.refusal import log_refusal, marker_offered, refusal_messages
 from channels_bearer.registry import MARK_SCOPE_KEY
 from channels_bearer.sources import Credential, extract
+from channels_bearer.types import Message, Receive, Scope, Send
 
-logger = logging.getLogger("channels_bearer")
-
+# authenticate_credential lives in channels_bearer.authentication; it is
+# importable from here too, as it was.
 __all__ = ["BearerAuthMiddleware", "BearerAuthMiddlewareStack", "authenticate_credential"]
 
 
@@ -51,11 +52,11 @@ class BearerAuthMiddleware(BaseMiddleware):
         if scope.get("type") != "websocket":
             return await self.inner(scope, receive, send)
         scope = dict(scope)
-        settings = conf.handshake()
+        settings = conf.current()
         marker = settings.marker
         credential: Credential | None = None
         try:
-            extraction = extract(scope, conf)
+            extraction = extract(scope, settings)
             credential = extraction.credential
             identity: BearerIdentity | None = None
             if credential is not None:
@@ -63,7 +64,7 @@ class BearerAuthMiddleware(BaseMiddleware):
                 # names this token or user refuses the socket, here or when
                 # the consumer registers it (channels_bearer.registry).
                 mark = await revoke.watch()
-                identity = await authenticate_credential(credential, scope)
+                identity = await authenticate_credential(credential, scope, settings)
                 if revoke.revoked_since(mark, identity):
                     raise Revoked("the token or its user was revoked during the handshake")
                 scope[MARK_SCOPE_KEY] = mark
@@ -97,37 +98,9 @@ def BearerAuthMiddlewareStack(inner: Any) -> BearerAuthMiddleware:
     return BearerAuthMiddleware(inner)
 
 
-async def authenticate_credential(credential: Credential, scope: dict[str, Any]) -> BearerIdentity:
-    """Ask each configured backend in turn; the first identity wins."""
-    if credential.source == "ticket":
-        from channels_bearer.tickets import redeem_ticket
-
-        ticket_identity = await redeem_ticket(credential.token)
-        return ticket_identity.placed("ticket", ticket_identity.backend)
-    for path, backend in conf.handshake().backends:
-        try:
-            identity = await backend.authenticate(credential.token, scope)
-        except BearerError:
-            raise
-        except Exception as exc:
-            # Not the token's fault (database down, a bug): a server error, not
-            # a refusal of the token. The exception's text is not logged: some
-            # drivers quote query parameters, and the parameter is the token.
-            logger.error(
-                "Backend %s failed while authenticating a WebSocket handshake: %s.%s",
-                path,
-                type(exc).__module__,
-                type(exc).__qualname__,
-            )
-            raise BackendUnavailable("a backend failed; see the server log") from None
-        if identity is not None:
-            return identity.placed(credential.source, path)
-    raise InvalidToken("no backend accepted the token")
-
-
 async def refuse(
-    scope: dict[str, Any],
-    receive: Any,
+    scope: Scope,
+    receive: Receive,
     send: Send,
     error: BearerError | None,
     accept_subprotocol: str | None,

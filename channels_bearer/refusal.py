@@ -12,15 +12,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels_bearer.exceptions import BearerError
+from channels_bearer.types import Message
 
 logger = logging.getLogger("channels_bearer")
 
-Message = dict[str, Any]
-Send = Callable[[Message], Awaitable[None]]
 
 
 def marker_offered(scope: dict[str, Any], marker: str) -> bool:

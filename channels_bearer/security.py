@@ -87,7 +87,7 @@ def presents_credential(scope: Any) -> bool:
     refuses it as ``invalid_request``, and it is no browser's doing either.
     """
     try:
-        return extract(dict(scope), conf).credential is not None
+        return extract(scope, conf.current()).credential is not None
     except InvalidRequest:
         return True
 

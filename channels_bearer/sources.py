@@ -16,19 +16,24 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus, unquote_to_bytes
 
-from channels_bearer.conf import BearerSettings
+from typing import TYPE_CHECKING
+
 from channels_bearer.exceptions import InvalidRequest
+
+if TYPE_CHECKING:
+    from channels_bearer.conf import BearerConfig
 
 #: Prefix of a subprotocol entry carrying a token that is not an RFC 6455
 #: token as it stands (Kubernetes and Phoenix use the same shape).
 ENCODED_PREFIX = "base64url.bearer."
 
-# RFC 7230 tchar: what a subprotocol value may hold. A browser refuses anything else.
+# RFC 7230 tchar: what a subprotocol value (and an auth-scheme) may hold.
+# A browser refuses anything else in new WebSocket(url, protocols).
 TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 
-def is_token68ish(value: str) -> bool:
-    """Whether ``value`` can stand as a subprotocol entry as it is."""
+def is_tchar_token(value: str) -> bool:
+    """Whether ``value`` is an RFC 7230 token: a subprotocol entry (or auth-scheme) as it stands."""
     return bool(value) and all(ch in TCHARS for ch in value)
 
 
@@ -55,9 +60,8 @@ class Extraction:
     marker_offered: bool
 
 
-def extract(scope: dict[str, Any], conf: BearerSettings) -> Extraction:
-    """Read every enabled source; raise ``InvalidRequest`` on ambiguity or junk."""
-    settings = conf.handshake()
+def extract(scope: dict[str, Any], settings: BearerConfig) -> Extraction:
+    """Read every enabled source of ``settings``; raise ``InvalidRequest`` on ambiguity or junk."""
     sources = settings.sources
     offered = scope.get("subprotocols")
     subprotocols = [str(s) for s in offered] if offered else []
@@ -71,7 +75,7 @@ def extract(scope: dict[str, Any], conf: BearerSettings) -> Extraction:
             found.append(Credential("subprotocol", token))
 
     if "header" in sources:
-        token = _header_token(scope.get("headers") or (), settings.header_keywords)
+        token = _header_token(scope.get("headers") or (), settings.header_schemes)
         if token is not None:
             found.append(Credential("header", token))
 
@@ -114,6 +118,19 @@ def from_subprotocols(offered: Sequence[str], marker: str) -> tuple[str | None, 
     if entries[at + 1] in rest or token in rest:
         raise InvalidRequest("the token is offered more than once in the subprotocol list")
     return token, rest, True
+
+
+def subprotocol_entry(token: str) -> str:
+    """The ``Sec-WebSocket-Protocol`` entry a client sends for ``token``.
+
+    The token itself when every character is allowed in a subprotocol (DRF
+    keys, JWTs), else ``base64url.bearer.<base64url of the UTF-8, no padding>``,
+    as ``bearer-websocket.js`` sends it.
+    """
+    if is_tchar_token(token):
+        return token
+    encoded = base64.urlsafe_b64encode(token.encode("utf-8")).rstrip(b"=").decode("ascii")
+    return ENCODED_PREFIX + encoded
 
 
 def decode_subprotocol_entry(entry: str) -> str:

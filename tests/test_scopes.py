@@ -92,7 +92,7 @@ async def test_scope_missing_in_close_mode(minter: Any, kind: str) -> None:
     app = build_app(("ws/scoped/", ScopedConsumer.as_asgi()))
     from channels_bearer.conf import conf
 
-    with override_settings(CHANNELS_BEARER={**conf._raw(), "REFUSAL": "close"}):
+    with override_settings(CHANNELS_BEARER={**conf.current().raw, "REFUSAL": "close"}):
         comm = communicator(app, SCOPED_PATH, subprotocols=["access_token", token])
         connected, subprotocol = await asyncio.wait_for(comm.connect(), GUARD)
         # Accepted with the marker (a browser fails a handshake otherwise), then closed: do not retry.

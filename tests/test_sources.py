@@ -287,7 +287,7 @@ def test_extract_only_raises_invalid_request(subprotocols: list[str], authorizat
     }
     with override_settings(CHANNELS_BEARER=ALL_SOURCES):
         try:
-            result = extract(scope, conf)
+            result = extract(scope, conf.current())
         except InvalidRequest:
             return
     # Whatever was accepted, no marker, token entry or token parameter stays

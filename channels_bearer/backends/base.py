@@ -12,8 +12,9 @@ from django.core.checks import CheckMessage
 
 from channels_bearer.exceptions import InactiveUser
 from channels_bearer.identity import BearerIdentity
+from channels_bearer.types import Scope
 
-Scope = dict[str, Any]
+__all__ = ["BaseBackend", "Scope", "scopes_from_claims", "timestamp_to_datetime", "unverified_jwt_claims"]
 
 
 class BaseBackend:

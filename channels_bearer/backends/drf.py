@@ -6,11 +6,13 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.apps import apps
+from django.core.checks import CheckMessage
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 
 from channels_bearer.backends.base import BaseBackend, Scope
 from channels_bearer.cache import DRF, Lookup, cached_lookup, local_hit
+from channels_bearer.check_ids import error
 from channels_bearer.conf import conf
 from channels_bearer.identity import BearerIdentity, token_hash_id
 
@@ -30,6 +32,19 @@ class DRFTokenBackend(BaseBackend):
 
     #: ``"app_label.ModelName"``; ``None`` reads the setting.
     model: str | None = None
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        if apps.is_installed("rest_framework.authtoken"):
+            return []
+        return [
+            error(
+                "E005",
+                f"{cls.__name__} is configured, but 'rest_framework.authtoken' is not in INSTALLED_APPS.",
+                "Add 'rest_framework' and 'rest_framework.authtoken' to INSTALLED_APPS "
+                "(pip install channels-bearer[drf]).",
+            )
+        ]
 
     @staticmethod
     def token_id_of(row: Any) -> str | None:

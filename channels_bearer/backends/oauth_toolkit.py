@@ -7,11 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.core.checks import CheckMessage, Error, Warning
+from django.core.checks import CheckMessage
 from django.db import models
 from django.utils import timezone
 
 from channels_bearer.backends.base import BaseBackend, Scope
+from channels_bearer.check_ids import error, warning
 from channels_bearer.cache import OAUTH_TOOLKIT, Lookup, cached_lookup
 from channels_bearer.exceptions import ExpiredToken, InactiveUser
 from channels_bearer.identity import BearerIdentity, token_digest, token_hash_id, token_id_from_digest
@@ -45,29 +46,29 @@ class OAuthToolkitBackend(BaseBackend):
 
         if importlib.util.find_spec("oauth2_provider") is None:
             return [
-                Error(
+                error(
+                    "E030",
                     "OAuthToolkitBackend is configured, but django-oauth-toolkit is not installed.",
-                    hint="pip install channels-bearer[oauth-toolkit], or remove the backend.",
-                    id="channels_bearer.E030",
+                    "pip install channels-bearer[oauth-toolkit], or remove the backend.",
                 )
             ]
         if not apps.is_installed("oauth2_provider"):
             return [
-                Error(
+                error(
+                    "E031",
                     "OAuthToolkitBackend is configured, but 'oauth2_provider' is not in INSTALLED_APPS.",
-                    hint="Add 'oauth2_provider' to INSTALLED_APPS and run migrate.",
-                    id="channels_bearer.E031",
+                    "Add 'oauth2_provider' to INSTALLED_APPS and run migrate.",
                 )
             ]
         model = cls().get_model()
         field_names = {f.name for f in model._meta.get_fields()}
         if "token_checksum" not in field_names:
             return [
-                Warning(
+                warning(
+                    "W030",
                     f"{model._meta.label} has no token_checksum field: tokens are looked up by their "
                     "plain value (django-oauth-toolkit < 3).",
-                    hint="Upgrade django-oauth-toolkit to 3.x, which stores and looks up a SHA-256 checksum.",
-                    id="channels_bearer.W030",
+                    "Upgrade django-oauth-toolkit to 3.x, which stores and looks up a SHA-256 checksum.",
                 )
             ]
         return []

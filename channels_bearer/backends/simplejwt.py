@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.core.checks import CheckMessage
 
 from channels_bearer.backends.base import (
     BaseBackend,
@@ -13,6 +15,7 @@ from channels_bearer.backends.base import (
     timestamp_to_datetime,
     unverified_jwt_claims,
 )
+from channels_bearer.check_ids import error
 from channels_bearer.exceptions import ExpiredToken, InactiveUser, InvalidToken
 from channels_bearer.identity import BearerIdentity, token_hash_id
 
@@ -27,6 +30,18 @@ class SimpleJWTBackend(BaseBackend):
     and, when a ``TOKEN_TYPE_CLAIM`` is configured, carries it; anything else is
     left to the next backend (a JWKS-issued token, say).
     """
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        if importlib.util.find_spec("rest_framework_simplejwt") is not None:
+            return []
+        return [
+            error(
+                "E006",
+                f"{cls.__name__} is configured, but djangorestframework-simplejwt is not installed.",
+                "pip install channels-bearer[simplejwt], or remove the backend.",
+            )
+        ]
 
     def is_candidate(self, claims: dict[str, Any]) -> bool:
         from rest_framework_simplejwt.settings import api_settings

@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--kind", choices=["drf", "jwt"], default="drf", help="Token kind (default: drf).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from channels_bearer.tokens import make_token
+        from channels_bearer.testing.tokens import make_token
 
         user_model = get_user_model()
         username = options["username"]
