@@ -189,7 +189,9 @@ def test(argv: list[str]) -> int:
 
 def docs(argv: list[str]) -> int:
     ensure_venv()
-    return subprocess.run([str(PYTHON), "-m", "mkdocs", "build", "--strict", *argv], cwd=ROOT).returncode
+    # mkdocs-material 9.7+ prints a page-long notice about MkDocs 2.0 on every build.
+    env = {**own_environment(), "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([str(PYTHON), "-m", "mkdocs", "build", "--strict", *argv], cwd=ROOT, env=env).returncode
 
 
 def bench(bench_args: list[str]) -> int:
@@ -200,6 +202,9 @@ def bench(bench_args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):
+        print(f"channels-bearer needs Python 3.11 or newer; this is {sys.version.split()[0]}.", file=sys.stderr)
+        return 2
     commands = {"demo": demo, "test": test, "docs": docs, "bench": bench}
     if not argv or argv[0] not in commands:
         print(__doc__, file=sys.stderr)

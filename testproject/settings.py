@@ -122,7 +122,7 @@ if os.environ.get("BEARER_JWKS_URL"):
         "CREATE_USERS": True,
     }
 
-# The demo shows the query source on purpose; a real project should think twice (see the README).
+# The demo shows the query source on purpose; a real project should think twice (docs/sources.md).
 SILENCED_SYSTEM_CHECKS = ["channels_bearer.W001"]
 
 LOGGING = {

@@ -246,7 +246,7 @@ def assert_refused(server: Server, outcome: Outcome, error: str | None) -> None:
 # --log-level debug) holds every request header and frame, and, for a request
 # it refuses to parse ("! invalid handshake", "! header fields too large"), a
 # traceback that can quote the offending header value.
-# tests/test_server_quirks.py pins all three; the README tells deployers to
+# tests/test_server_quirks.py pins all three; docs/servers.md tells deployers to
 # keep them out of production logs.
 UVICORN_RAW_PREFIXES = ("DEBUG:    < ", "DEBUG:    > ")
 UVICORN_ACCESS_MARK = ' - "WebSocket /'

@@ -3,7 +3,7 @@
 The numbers of a smoke run mean nothing and are not checked (targets are the
 benchmark's report, never test assertions); what is checked is that the
 command a user runs completes, measures every section without a failed
-handshake, and prints the table the README is made from.
+handshake, and prints the tables docs/performance.md is made from.
 """
 
 from __future__ import annotations

@@ -48,3 +48,9 @@ def test_no_message_is_made_without_the_catalog() -> None:
         if source.name == "check_ids.py":
             continue
         assert 'id="channels_bearer.' not in source.read_text(), source
+
+
+def test_the_settings_page_lists_every_id() -> None:
+    page = (PACKAGE.parent / "docs" / "settings.md").read_text()
+    listed = set(re.findall(r"`channels_bearer\.([EW]\d{3})`", page))
+    assert listed == set(CATALOG)

@@ -73,7 +73,7 @@ async def test_uvicorn_refuses_raw_slash_and_equals_before_the_app(quirks: Serve
     uvicorn's 400 body quotes the whole header value, and at debug level the
     websockets library logs a traceback quoting it too: a raw token that is not
     an RFC 6455 token is echoed to the client and into debug logs before our
-    code can run (the README says so).
+    code can run (docs/servers.md says so).
     """
     log = LogWatch(quirks)
     path = unique_path()
@@ -113,7 +113,7 @@ async def test_percent_encoded_token_reads_on_daphne_only(server: Server, pat: t
     (which decodes it) and is an unknown token on uvicorn (401).
 
     The whoami frame shows the application subprotocols as the consumer saw them:
-    decoded on daphne. If this flips, the README's "which server does what" table
+    decoded on daphne. If this flips, docs/servers.md's "which server does what" table
     and the lenient-decoding note of the subprotocol source must change.
     """
     username, drf = pat
@@ -145,7 +145,7 @@ async def test_daphne_drops_accept_headers_and_has_no_denial_response(quirks: Se
     This is why the middleware refuses with a close on daphne (403, no
     ``WWW-Authenticate``) and with a 401 + challenge on uvicorn, which advertises
     ``websocket.http.response``. If daphne gains the extension, refusals there
-    become 401/400 with a challenge automatically, and the README table changes.
+    become 401/400 with a challenge automatically, and the table in docs/servers.md changes.
     """
     accepted = await raw_handshake(quirks, unique_path())
     denied = await raw_handshake(quirks, "/deny/")
@@ -258,7 +258,7 @@ async def test_servers_log_raw_request_data(server: Server, pat: tuple[str, str]
     daphne logs the path only.
 
     These are the lines ``LogWatch`` does not hold against channels-bearer, and
-    the reason the README tells uvicorn users to keep ``query`` off and debug
+    the reason docs/servers.md tells uvicorn users to keep ``query`` off and debug
     logging out of production. If uvicorn stops logging query strings, the
     W001 check's warning can soften; if daphne starts, it must mention daphne.
     """
@@ -285,7 +285,7 @@ async def test_uvicorn_logs_an_error_when_the_app_returns_right_after_a_denial(
 
     channels-bearer's middleware refuses exactly so, so every refused handshake
     on uvicorn writes that line (measured: one ``await asyncio.sleep(0)`` after
-    the body avoids it). If this test fails, uvicorn fixed it and the README's
+    the body avoids it). If this test fails, uvicorn fixed it and docs/servers.md's
     note on that log line can go.
     """
     server = quirks_servers["uvicorn"]

@@ -51,7 +51,7 @@ class JWKSBackend(BaseBackend):
     """Validates JWTs signed by an OAuth 2.0 / OpenID Connect server's published keys.
 
     Settings: ``CHANNELS_BEARER["JWKS"]`` (see :data:`JWKS_DEFAULTS` and the
-    README). A JWT whose ``iss`` is not ``ISSUER`` is not this backend's: the
+    docs/backends.md). A JWT whose ``iss`` is not ``ISSUER`` is not this backend's: the
     next backend is asked. One that is ours must have an allowed ``alg``, a
     signature by a published key, the ``AUDIENCE``, and an unexpired ``exp``;
     ``nbf``/``iat`` are honoured, with ``LEEWAY`` seconds of clock skew.
