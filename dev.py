@@ -6,7 +6,8 @@
     python3 dev.py test     # mypy and the whole test suite (extra arguments go to pytest)
                             # --all: the supported matrix (tox.ini), as CI runs it
     python3 dev.py docs     # build the documentation strictly (mkdocs build --strict) into site/
-    python3 dev.py bench    # the benchmark (see bench/README.md); --quick for a smoke run
+    python3 dev.py bench    # the benchmark (see bench/README.md); --quick for a smoke run,
+                            # --publish to write bench/published/, which docs/performance.md includes
 
 Each creates ``.venv/`` on first use and installs the package with its
 development dependencies there; later runs reuse it.
@@ -197,8 +198,8 @@ def docs(argv: list[str]) -> int:
 def bench(bench_args: list[str]) -> int:
     ensure_venv()
     status = subprocess.run([str(PYTHON), str(ROOT / "bench" / "run.py"), *bench_args], cwd=ROOT).returncode
-    quick = ["--quick"] if "--quick" in bench_args else []
-    return status or subprocess.run([str(PYTHON), str(ROOT / "bench" / "revocation.py"), *quick], cwd=ROOT).returncode
+    passed_on = [arg for arg in bench_args if arg in ("--quick", "--publish")]
+    return status or subprocess.run([str(PYTHON), str(ROOT / "bench" / "revocation.py"), *passed_on], cwd=ROOT).returncode
 
 
 def main(argv: list[str]) -> int:

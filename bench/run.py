@@ -51,6 +51,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
+#: Committed copies of a full run, which docs/performance.md includes (--publish).
+PUBLISHED = BENCH / "published"
 SERVER_CORE = 0
 CLIENT_CORE = 1
 PYTHONPATH = os.pathsep.join([str(ROOT), str(BENCH)])
@@ -444,6 +446,7 @@ class Bench:
         self.targets: dict[str, tuple[str, bool | None]] = {name: ("not measured", None) for name in target_names(params)}
         self.notes: list[str] = []
         self.failures_total = 0
+        self.publish = False
 
     def out(self, line: str = "") -> None:
         self.lines.append(line)
@@ -943,14 +946,24 @@ class Bench:
         finally:
             self.teardown()
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / ("quick.md" if self.quick else "latest.md")).write_text("\n".join(self.lines) + "\n")
+        text = "\n".join(self.lines) + "\n"
+        (RESULTS / ("quick.md" if self.quick else "latest.md")).write_text(text)
+        if self.publish:
+            PUBLISHED.mkdir(exist_ok=True)
+            # One heading level down: the page that includes it has its own.
+            (PUBLISHED / "run.md").write_text("".join("#" + line if line.startswith("#") else line for line in text.splitlines(True)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds; numbers are not meaningful")
+    parser.add_argument("--publish", action="store_true", help="also write bench/published/run.md, which the docs include")
     args = parser.parse_args(argv)
-    Bench(QUICK if args.quick else FULL, args.quick).run()
+    if args.publish and args.quick:
+        parser.error("--publish takes a full run, not --quick")
+    bench = Bench(QUICK if args.quick else FULL, args.quick)
+    bench.publish = args.publish
+    bench.run()
     return 0
 
 
