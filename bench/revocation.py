@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import websockets  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
-from tests.servers import (  # noqa: E402
+from tests.support.servers import (  # noqa: E402
     PostgresProcess,
     RedisProcess,
     Revoker,

@@ -38,13 +38,11 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +58,6 @@ PYTHONPATH = os.pathsep.join([str(ROOT), str(BENCH)])
 DRF = "channels_bearer.backends.DRFTokenBackend"
 SIMPLEJWT = "channels_bearer.backends.SimpleJWTBackend"
 JWKS = "channels_bearer.backends.JWKSBackend"
-AUDIENCE = "https://api.bench.test"
 USER = "bench"
 #: CACHE_TTL of the cached configuration: longer than a run, so the rows show
 #: the steady state (a hit); a refill costs 2 queries per token per CACHE_TTL.
@@ -349,48 +346,19 @@ def start_servers(specs: dict[str, dict[str, Any]], env: dict[str, str], logs: P
 
 
 # --- the authorization server for JWKSBackend ----------------------------------
+# The test suite's (tests/support/jwks.py): a JWKS of the fixed test keys,
+# served over loopback by a thread of this process.
 
 
-class JWKSServer:
-    """Serves the fixed test key's JWKS over loopback, in a thread of this process."""
+def jwks_server() -> Any:
+    from tests.support.jwks import JWKSServer
 
-    def __init__(self) -> None:
-        from tests.keys import RSA_KEY_1, RSA_KID_1, public_jwk
+    return JWKSServer()
 
-        body = json.dumps({"keys": [public_jwk(RSA_KEY_1, RSA_KID_1)]}).encode()
-        self.fetches = 0
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                outer.fetches += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.issuer = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.settings = {"ISSUER": self.issuer, "AUDIENCE": AUDIENCE, "JWKS_URL": f"{self.issuer}/jwks.json"}
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def mint(self, sub: str) -> str:
-        import jwt
-
-        from tests.keys import RSA_KEY_1, RSA_KID_1
-
-        now = int(time.time())
-        payload = {"iss": self.issuer, "aud": AUDIENCE, "sub": sub, "iat": now, "exp": now + 7200, "jti": os.urandom(8).hex()}
-        return jwt.encode(payload, RSA_KEY_1, algorithm="RS256", headers={"kid": RSA_KID_1})
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def jwks_token(server: Any, sub: str) -> str:
+    # Valid for the whole run (the suite's default is five minutes).
+    return str(server.mint(sub, exp=int(time.time()) + 7200))
 
 
 # --- the run --------------------------------------------------------------------
@@ -519,8 +487,8 @@ class Bench:
         self.drf = make_token(self.user, "drf")
         self.jwt = make_token(self.user, "jwt")
         self.revokee_jwt = make_token(self.revokee, "jwt")
-        self.jwks = JWKSServer()
-        self.jwks_token = self.jwks.mint(USER)
+        self.jwks = jwks_server()
+        self.jwks_token = jwks_token(self.jwks, USER)
 
     def teardown(self) -> None:
         if self.redis is not None:
@@ -540,7 +508,7 @@ class Bench:
             "drf": bearer([DRF]),
             "drf-cached": bearer([DRF], CACHE="default", CACHE_TTL=CACHED_TTL),
             "simplejwt": bearer([SIMPLEJWT]),
-            "jwks": bearer([JWKS], JWKS=self.jwks.settings),
+            "jwks": bearer([JWKS], JWKS=self.jwks.settings()["JWKS"]),
             "floor-drf": {"stack": "floor-drf"},
             "floor-jwt": {"stack": "floor-jwt"},
             "peer-drf": {"stack": "peer-drf"},
@@ -635,7 +603,6 @@ class Bench:
                 self.target(f"{name} ({source}) ≥ {wanted:.1f}× the peer", f"{ratio:.2f}×", ratio >= wanted)
         for source in ("subprotocol", "header"):
             r = results[("drf-cached", source)]
-            q = r.queries / r.ok if r.ok else float("nan")
             self.target(
                 f"0 queries per cached DRF handshake ({source})", f"{r.queries} in {r.ok:,} handshakes", r.ok > 0 and r.queries == 0
             )
@@ -696,10 +663,12 @@ class Bench:
 
         import jwt as pyjwt
 
+        from tests.support.jwks import AUDIENCE as JWKS_AUDIENCE
+
         jwks_key = pyjwt.PyJWK(json.loads(json.dumps(self.jwks_public_jwk())), algorithm="RS256")
 
         async def jwks_floor(token: str) -> Any:
-            claims = pyjwt.decode(token, jwks_key, algorithms=["RS256"], audience=AUDIENCE, issuer=self.jwks.issuer)
+            claims = pyjwt.decode(token, jwks_key, algorithms=["RS256"], audience=JWKS_AUDIENCE, issuer=self.jwks.issuer)
             return await database_sync_to_async(lambda: user_model.objects.get(username=claims["sub"]))()
 
         drf_floor = database_sync_to_async(drf_floor_sync)
@@ -712,7 +681,7 @@ class Bench:
              "no hop: the lookup cache's hit (HMAC key, entry and user-version gets from LocMem)"),
             ("SimpleJWTBackend", {"BACKENDS": [SIMPLEJWT]}, self.jwt, lambda: jwt_floor(self.jwt),
              "one database hop: AccessToken(token) + user get"),
-            ("JWKSBackend (RS256)", {"BACKENDS": [JWKS], "JWKS": self.jwks.settings}, self.jwks_token,
+            ("JWKSBackend (RS256)", {"BACKENDS": [JWKS], "JWKS": self.jwks.settings()["JWKS"]}, self.jwks_token,
              lambda: jwks_floor(self.jwks_token), "jwt.decode (RS256, PyJWK) + one database hop: user get"),
         ]  # fmt: skip
 
@@ -754,7 +723,7 @@ class Bench:
         self.out()
 
     def jwks_public_jwk(self) -> dict[str, Any]:
-        from tests.keys import RSA_KEY_1, RSA_KID_1, public_jwk
+        from tests.support.keys import RSA_KEY_1, RSA_KID_1, public_jwk
 
         return public_jwk(RSA_KEY_1, RSA_KID_1)
 

@@ -112,22 +112,27 @@ def validate(raw: Any) -> tuple[BearerConfig | None, Messages]:
         return None, [
             error("E001", f"{SETTING_NAME} must be a dict.", f'Write {SETTING_NAME} = {{"BACKENDS": [...], "SOURCES": [...]}}.')
         ]
-    messages: Messages = []
-    unknown = sorted(map(str, set(raw) - set(DEFAULTS)))
-    if unknown:
-        messages.append(
-            error(
-                "E002",
-                f"{SETTING_NAME} has unknown key(s): {', '.join(map(repr, unknown))}.",
-                f"The known keys are {', '.join(sorted(DEFAULTS))}. Check the spelling.",
-            )
-        )
+    messages = unknown_keys("E002", SETTING_NAME, raw, DEFAULTS)
     values = {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
     for check in (_check_lists, _check_backends, _check_sources, _check_names, _check_values):
         messages.extend(check(values))
     if any(isinstance(m, Error) for m in messages):
         return None, messages
     return _build(raw, values), messages
+
+
+def unknown_keys(code: str, setting: str, raw: Mapping[Any, Any], known: Mapping[str, Any]) -> Messages:
+    """The error for keys of ``raw`` that ``known`` does not list (a typo, usually)."""
+    unknown = sorted(map(str, set(raw) - set(known)))
+    if not unknown:
+        return []
+    return [
+        error(
+            code,
+            f"{setting} has unknown key(s): {', '.join(map(repr, unknown))}.",
+            f"The known keys are {', '.join(sorted(known))}. Check the spelling.",
+        )
+    ]
 
 
 def _is_str_list(value: Any) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -50,14 +50,11 @@ class BearerIdentity:
     backend: str = ""
 
     def placed(self, source: str, backend: str) -> BearerIdentity:
-        """A copy that records where the token came from and which backend took it.
-
-        ``dataclasses.replace`` does the same through introspection, at several
-        times the cost, on every handshake.
-        """
-        return BearerIdentity(
-            self.user, self.token_id, self.expires_at, self.claims, self.scopes, source, backend
-        )
+        """A copy that records where the token came from and which backend took it."""
+        # dataclasses.replace costs 0.8 µs more than building by position
+        # (measured: 1.4 against 0.6 µs), 0.1 % of a handshake: not worth a
+        # constructor call that breaks silently when a field is added.
+        return replace(self, source=source, backend=backend)
 
     def __repr__(self) -> str:
         # claims can hold personal data; the repr shows only what debugging needs.

@@ -4,7 +4,7 @@ The demo project's settings, plus:
   BEARER_TEST_SETTINGS      JSON merged into CHANNELS_BEARER (e.g. {"REFUSAL": "close"})
   BEARER_TEST_LAYER         "pubsub" for channels-redis' RedisPubSubChannelLayer (with REDIS_URL)
   BEARER_TEST_GROUP_EXPIRY  channels-redis' group_expiry, in seconds (with REDIS_URL)
-  BEARER_TEST_PG_*          a PostgreSQL database instead of SQLite (tests.servers.PostgresProcess)
+  BEARER_TEST_PG_*          a PostgreSQL database instead of SQLite (tests.support.servers.PostgresProcess)
 the test backend that accepts tokens no browser could send raw, and a
 per-process cache alias ``bearer-local`` for the lookup cache tests.
 """
@@ -17,7 +17,7 @@ from testproject.settings import CHANNELS_BEARER, REDIS_URL
 
 CHANNELS_BEARER = {
     **CHANNELS_BEARER,
-    "BACKENDS": [*CHANNELS_BEARER["BACKENDS"], "tests.backends.PassphraseBackend"],
+    "BACKENDS": [*CHANNELS_BEARER["BACKENDS"], "tests.support.backends.PassphraseBackend"],
 }
 CHANNELS_BEARER.update(json.loads(os.environ.get("BEARER_TEST_SETTINGS", "{}")))
 

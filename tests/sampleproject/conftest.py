@@ -2,7 +2,7 @@
 
 One guard, for channels-bearer's own test suite only: that suite walks tests/
 and must not collect this project under its own settings. It runs this
-project in a subprocess instead (tests/test_sampleproject.py).
+project in a subprocess instead (tests/integration/test_sampleproject.py).
 """
 
 from pathlib import Path

@@ -17,7 +17,7 @@ from django.core.checks import CheckMessage, Error
 from django.utils.module_loading import import_string
 
 from channels_bearer.check_ids import error, warning
-from channels_bearer.conf import SETTING_NAME
+from channels_bearer.conf import SETTING_NAME, unknown_keys
 
 SETTING = f"{SETTING_NAME}['JWKS']"
 
@@ -78,16 +78,7 @@ def check_jwks_settings(raw: Any) -> tuple[JWKSSettings | None, Messages]:
     """Validate ``CHANNELS_BEARER["JWKS"]``: the settings, or ``None`` and why not."""
     if not isinstance(raw, Mapping):
         return None, []  # the core validator's to report (channels_bearer.E026)
-    messages: Messages = []
-    unknown = sorted(map(str, set(raw) - set(JWKS_DEFAULTS)))
-    if unknown:
-        messages.append(
-            error(
-                "E040",
-                f"{SETTING} has unknown key(s): {', '.join(unknown)}.",
-                f"Known keys: {', '.join(JWKS_DEFAULTS)}. Check the spelling.",
-            )
-        )
+    messages = unknown_keys("E040", SETTING, raw, JWKS_DEFAULTS)
     values = {**JWKS_DEFAULTS, **raw}
     for check in (_check_identity, _check_urls, _check_algorithms, _check_seconds, _check_users):
         messages.extend(check(values))

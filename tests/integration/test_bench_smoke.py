@@ -1,0 +1,77 @@
+"""``bench/run.py --quick`` runs end to end and prints every target with a verdict.
+
+The numbers of a smoke run mean nothing and are not checked (targets are the
+benchmark's report, never test assertions); what is checked is that the
+command a user runs completes, measures every section without a failed
+handshake, and prints the tables docs/performance.md is made from.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.servers import require_program
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench_module() -> Any:
+    # Loaded by path: bench/ is no package, and "run" is too common a module name.
+    spec = importlib.util.spec_from_file_location("channels_bearer_bench_run", ROOT / "bench" / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+PEER = "channels_auth_token_middlewares"
+
+
+def test_quick_bench_prints_every_target() -> None:
+    require_program("taskset")
+    require_program("redis-server")
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the benchmark pins server and client to two different cores")
+    if importlib.util.find_spec(PEER) is None:
+        # A test installs nothing while it runs: the peer is in the test extra.
+        pytest.fail(f"{PEER} is not installed: pip install -e '.[test]' (python3 dev.py test does)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_", "BENCH_"))}
+    env.pop("REDIS_URL", None)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "failed:**" not in out, out  # a section that raised
+    for section in ("### Handshakes", "### In-process", "### Memory", "### Revocation", "### Targets"):
+        assert section in out, section
+    bench = bench_module()
+    for name in bench.target_names(bench.QUICK):
+        line = next((line for line in out.splitlines() if line.startswith(f"| {name} |")), None)
+        assert line is not None, f"target missing: {name}"
+        assert re.search(r"\| (PASS|FAIL) \|$", line), line
+    # Every handshake row has a rate and no failure; every row has a query count.
+    rows = [line for line in out.splitlines() if line.startswith(("| no authentication (the limit)", "| channels-", "| floor"))]
+    handshake_rows = [row for row in rows if row.count("|") == 10]
+    assert len(handshake_rows) == 13, handshake_rows
+    for row in handshake_rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert int(cells[7].replace(",", "")) > 0 and cells[8] == "0", row
+    assert re.search(r"^Failed handshakes and broken sections: 0$", out, re.M), out[-2000:]
+    # The summary agrees with the rows: as many "missed" as FAIL rows.
+    fails = sum(1 for line in out.splitlines() if line.startswith("| ") and line.endswith("| FAIL |"))
+    assert re.search(rf"^Targets: \d+ met, {fails} missed, \d+ not measured \(of \d+\)\.$", out, re.M), out[-2000:]
+    assert (ROOT / "bench" / "results" / "quick.md").read_text().strip() == out.strip()

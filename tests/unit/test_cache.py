@@ -1,0 +1,230 @@
+"""Cached lookups (``CHANNELS_BEARER["CACHE"]``) for DRFTokenBackend and OAuthToolkitBackend.
+
+Backends are driven from sync tests through ``async_to_sync``: their database
+work then runs on the test's thread, where ``CaptureQueriesContext`` counts it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import django
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.core.cache import caches
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from oauth2_provider.models import get_access_token_model
+from rest_framework.authtoken.models import Token, TokenProxy
+
+from channels_bearer.backends import DRFTokenBackend, OAuthToolkitBackend
+from channels_bearer.backends.base import BaseBackend
+from channels_bearer.cache import DRF, cached_lookup, entry_key
+from channels_bearer.identity import token_digest, token_hash_id
+from channels_bearer.exceptions import InactiveUser
+from tests.support.oauth import make_access_token, make_application
+from tests.support.servers import free_port
+from tests.support.apps import assert_secret_absent
+from tests.support.tokens import drf_token
+
+pytestmark = pytest.mark.django_db
+
+DOWN = "channels-bearer-down"
+
+
+@pytest.fixture(autouse=True)
+def cached() -> Iterator[None]:
+    caches_setting = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "lookup-tests"},
+        # A real Redis client pointed at a port nobody listens on: a cache that is down.
+        DOWN: {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"redis://127.0.0.1:{free_port()}/0"},
+    }
+    with override_settings(CACHES=caches_setting, CHANNELS_BEARER={"CACHE": "default", "CACHE_TTL": 60}):
+        caches["default"].clear()
+        yield
+        caches["default"].clear()
+
+
+@pytest.fixture
+def alice() -> Any:
+    return get_user_model().objects.create_user("alice")
+
+
+def authenticate(backend: BaseBackend, token: str) -> tuple[Any, int]:
+    """``(identity or None, number of database queries)``."""
+    with CaptureQueriesContext(connection) as queries:
+        identity = async_to_sync(backend.authenticate)(token, {})
+    return identity, len(queries)
+
+
+def oauth_token(user: Any, scope: str = "chat:read") -> str:
+    return make_access_token(user, make_application(user=user), scope=scope)
+
+
+# ---------------------------------------------------------------- hits
+
+
+@pytest.mark.parametrize("kind", ["drf", "oauth"])
+def test_hit_makes_no_query(alice: Any, kind: str) -> None:
+    backend: BaseBackend = DRFTokenBackend() if kind == "drf" else OAuthToolkitBackend()
+    token = drf_token(alice) if kind == "drf" else oauth_token(alice)
+
+    first, misses = authenticate(backend, token)
+    second, hits = authenticate(backend, token)
+
+    assert misses > 0
+    assert hits == 0
+    assert first.user == second.user == alice
+    assert second.token_id == first.token_id
+    assert second.scopes == first.scopes
+    assert second.expires_at == first.expires_at
+
+
+def test_without_cache_every_lookup_queries(alice: Any) -> None:
+    token = drf_token(alice)
+    with override_settings(CHANNELS_BEARER={"CACHE": None}):
+        assert authenticate(DRFTokenBackend(), token)[1] == 1
+        assert authenticate(DRFTokenBackend(), token)[1] == 1
+
+
+def test_cache_holds_no_token_text(alice: Any) -> None:
+    tokens = [drf_token(alice), oauth_token(alice)]
+    authenticate(DRFTokenBackend(), tokens[0])
+    authenticate(OAuthToolkitBackend(), tokens[1])
+    store = caches["default"]._cache  # type: ignore[attr-defined]  # LocMemCache's dict: key -> pickled value
+    assert len(store) >= 2
+    for token in tokens:
+        for key, value in store.items():
+            assert token not in key
+            assert token_digest(token) not in key  # not even the bare SHA-256 (oauth's stored checksum)
+            assert token_hash_id(token) not in key  # nor the token id
+            assert token.encode() not in value
+
+
+def test_unknown_token_is_not_cached(alice: Any) -> None:
+    assert authenticate(DRFTokenBackend(), "f" * 40) == (None, 1)
+    assert authenticate(DRFTokenBackend(), "f" * 40) == (None, 1)
+
+
+# ---------------------------------------------------------------- invalidation
+
+
+@pytest.mark.parametrize("how", ["delete", "admin proxy delete", "user deleted"])
+def test_deleted_drf_token_dropped_at_once(alice: Any, how: str) -> None:
+    token = drf_token(alice)
+    backend = DRFTokenBackend()
+    authenticate(backend, token)
+    assert authenticate(backend, token)[1] == 0
+    if how == "delete":
+        Token.objects.get(key=token).delete()
+    elif how == "admin proxy delete":
+        TokenProxy.objects.filter(key=token).delete()
+    else:
+        alice.delete()
+    # On Django 4.2, DRF's admin proxy (whose pk is the user id) deletes no
+    # row at all; the cache must then agree with the database, not with us.
+    gone = not Token.objects.filter(key=token).exists()
+    assert gone or (how == "admin proxy delete" and django.VERSION < (5,))
+    identity, queries = authenticate(backend, token)
+    assert (identity is None) == gone
+    assert queries > 0 or not gone
+
+
+@pytest.mark.parametrize("how", ["revoke", "application deleted"])
+def test_revoked_oauth_token_dropped_at_once(alice: Any, how: str) -> None:
+    token = oauth_token(alice)
+    backend = OAuthToolkitBackend()
+    authenticate(backend, token)
+    assert authenticate(backend, token)[1] == 0
+    row = get_access_token_model().objects.get()
+    if how == "revoke":
+        row.revoke()
+    else:
+        row.application.delete()
+    assert authenticate(backend, token)[0] is None
+
+
+def test_changed_oauth_token_is_read_again(alice: Any) -> None:
+    token = oauth_token(alice, scope="chat:read")
+    backend = OAuthToolkitBackend()
+    authenticate(backend, token)
+    row = get_access_token_model().objects.get()
+    row.scope = "chat:read chat:write"
+    row.save()
+    identity, queries = authenticate(backend, token)
+    assert identity.scopes == frozenset({"chat:read", "chat:write"})
+    assert queries > 0
+
+
+@pytest.mark.parametrize("kind", ["drf", "oauth"])
+def test_deactivated_user_dropped_at_once(alice: Any, kind: str) -> None:
+    backend: BaseBackend = DRFTokenBackend() if kind == "drf" else OAuthToolkitBackend()
+    token = drf_token(alice) if kind == "drf" else oauth_token(alice)
+    authenticate(backend, token)
+    assert authenticate(backend, token)[1] == 0
+    alice.is_active = False
+    alice.save()
+    with pytest.raises(InactiveUser):
+        authenticate(backend, token)
+    # And it stays refused: an inactive user is never cached.
+    with pytest.raises(InactiveUser):
+        authenticate(backend, token)
+    alice.is_active = True
+    alice.save()
+    assert authenticate(backend, token)[0].user == alice
+
+
+def test_user_change_makes_a_fresh_entry(alice: Any) -> None:
+    token = drf_token(alice)
+    backend = DRFTokenBackend()
+    authenticate(backend, token)
+    alice.first_name = "Alice"
+    alice.save()
+    identity, queries = authenticate(backend, token)
+    assert queries > 0 and identity.user.first_name == "Alice"
+    identity, queries = authenticate(backend, token)
+    assert queries == 0 and identity.user.first_name == "Alice"
+
+
+def test_lookup_racing_a_revocation_cannot_write_it_back(alice: Any) -> None:
+    token = drf_token(alice)
+    reads: list[int] = []
+
+    def load() -> Any:
+        # A lookup in flight: its first read saw the row; the token is deleted
+        # right after, and its later read (before the delete committed) still
+        # sees the row.
+        reads.append(1)
+        Token.objects.filter(key=token).delete()
+        return alice, {}
+
+    assert cached_lookup(DRF, token, load) is not None
+    assert caches["default"].get(entry_key(token_hash_id(token))) == "revoked"
+    # The stale answer was not written over the tombstone: the next lookup reads again.
+    reads.clear()
+    assert cached_lookup(DRF, token, load) is not None
+    assert reads
+
+
+# ---------------------------------------------------------------- cache down
+
+
+def test_cache_down_falls_back_to_the_database(alice: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="channels_bearer")
+    drf = drf_token(alice)
+    oauth = oauth_token(alice)
+    with override_settings(CHANNELS_BEARER={"CACHE": DOWN}):
+        for backend, token in ((DRFTokenBackend(), drf), (OAuthToolkitBackend(), oauth)):
+            identity, queries = authenticate(backend, token)
+            assert identity.user == alice
+            assert queries == 1
+        assert "using the database instead" in caplog.text
+        # Revoking while the cache is down does not fail the delete.
+        Token.objects.get(key=drf).delete()
+        assert authenticate(DRFTokenBackend(), drf)[0] is None
+    assert_secret_absent(drf, caplog)
+    assert_secret_absent(oauth, caplog)
