@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 
-from channels_bearer.conf import BearerConfig, conf
+from channels_bearer.conf import conf
+from channels_bearer.config import BearerConfig
 from channels_bearer.exceptions import BackendUnavailable, BearerError, InvalidToken
 from channels_bearer.identity import BearerIdentity
 from channels_bearer.sources import Credential

@@ -17,7 +17,7 @@ from django.core.checks import CheckMessage, Tags, register
 from django.utils.module_loading import import_string
 
 from channels_bearer.check_ids import warning
-from channels_bearer.conf import DEFAULTS, SETTING_NAME, validate
+from channels_bearer.config import DEFAULTS, SETTING_NAME, validate
 
 
 @register(Tags.security, Tags.compatibility)

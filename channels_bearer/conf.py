@@ -1,313 +1,33 @@
-"""The ``CHANNELS_BEARER`` setting: one validator, read through one object.
-
-:func:`validate` checks a raw setting and returns the parsed
-:class:`BearerConfig` with every problem it found, as system-check messages.
-The ``conf`` object raises the first error as ``ImproperlyConfigured`` when
-the setting is used; ``manage.py check`` reports them all
-(:mod:`channels_bearer.checks`). Each rule is written once, here.
+"""The ``CHANNELS_BEARER`` setting, read through one object: ``conf``.
 
 Like django-cors-headers' ``conf``, ``conf`` follows ``override_settings``:
-it validates each ``CHANNELS_BEARER`` object once and starts again when the
-setting is replaced or changed (``setting_changed``). Reading a dozen keys
-through Django's lazy settings on every handshake cost more than the rest of
-the middleware together.
+it validates each ``CHANNELS_BEARER`` object once (:func:`channels_bearer.config.validate`)
+and starts again when the setting is replaced or changed (``setting_changed``);
+an invalid setting raises its first error as ``ImproperlyConfigured``.
+Reading a dozen keys through Django's lazy settings on every handshake cost
+more than the rest of the middleware together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error
+from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
-from channels_bearer.check_ids import error, warning
-from channels_bearer.sources import is_tchar_token
+# The setting's names and its validator live in config.py; importable from
+# here as they were.
+from channels_bearer.config import DEFAULTS, SETTING_NAME, SOURCE_NAMES, BearerConfig, unknown_keys, validate
 
 if TYPE_CHECKING:
     from channels_bearer.backends.base import BaseBackend
 
-SETTING_NAME = "CHANNELS_BEARER"
-
-#: Every key the setting accepts, with its default.
-DEFAULTS: dict[str, Any] = {
-    "BACKENDS": ["channels_bearer.backends.DRFTokenBackend"],
-    "SOURCES": ["subprotocol", "header"],
-    "SUBPROTOCOL": "access_token",
-    "HEADER_KEYWORDS": ["Bearer"],
-    "QUERY_PARAM": "access_token",
-    # "handshake": refuse before accept (401 where the server supports the
-    # denial-response extension, else a close that servers turn into 403).
-    # "close": accept, then close with 4401/4403/4400, because a browser sees
-    # every refused handshake as 1006 and cannot tell why.
-    "REFUSAL": "handshake",
-    "DRF_TOKEN_MODEL": "authtoken.Token",
-    "TICKET_PARAM": "ticket",
-    "TICKET_TTL": 30,
-    "TICKET_CACHE": "default",
-    # Seconds after a token's expiry before its socket is closed with 4401.
-    "EXPIRY_GRACE": 0,
-    # Accept in-band refresh messages on every BearerConsumerMixin consumer.
-    "REFRESH": False,
-    # Close a user's sockets when they log out of a Django session.
-    "REVOKE_ON_LOGOUT": True,
-    # Cached lookups for database-backed backends: a cache alias or None.
-    "CACHE": None,
-    "CACHE_TTL": 60,
-    # JWKSBackend (checked by the backend: channels_bearer.backends.jwks)
-    "JWKS": {},
-}
-
-SOURCE_NAMES = ("subprotocol", "header", "query", "ticket")
-REFUSAL_MODES = ("handshake", "close")
-LIST_KEYS = ("BACKENDS", "SOURCES", "HEADER_KEYWORDS")
-SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL")
-FLAG_KEYS = ("REFRESH", "REVOKE_ON_LOGOUT")
-
-@dataclass(frozen=True)
-class BearerConfig:
-    """``CHANNELS_BEARER``, validated: what the package reads on every handshake."""
-
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
-    backend_paths: tuple[str, ...]
-    sources: frozenset[str]
-    marker: str
-    #: As configured (the first is what clients are told to send).
-    header_keywords: tuple[str, ...]
-    #: ``Authorization`` schemes, lowercased (RFC 7235: case-insensitive).
-    header_schemes: frozenset[str]
-    #: ``(source, parameter)`` for the enabled query-string sources.
-    query_params: tuple[tuple[str, str], ...]
-    refusal: str
-    drf_token_model: str
-    ticket_ttl: int
-    ticket_cache: str
-    expiry_grace: float
-    refresh: bool
-    revoke_on_logout: bool
-    cache: str | None
-    cache_ttl: int
-    jwks: Mapping[str, Any]
-
-    @cached_property
-    def backends(self) -> tuple[tuple[str, BaseBackend], ...]:
-        """The configured backends as ``(dotted path, instance)``, built on first use."""
-        return tuple((path, load_backend(path, index)) for index, path in enumerate(self.backend_paths))
-
-
-# -- the validator ---------------------------------------------------------------------
-
-Messages = list[CheckMessage]
-
-
-def validate(raw: Any) -> tuple[BearerConfig | None, Messages]:
-    """``(config, messages)``: the config is ``None`` when any message is an error."""
-    if not isinstance(raw, Mapping):
-        return None, [
-            error("E001", f"{SETTING_NAME} must be a dict.", f'Write {SETTING_NAME} = {{"BACKENDS": [...], "SOURCES": [...]}}.')
-        ]
-    messages = unknown_keys("E002", SETTING_NAME, raw, DEFAULTS)
-    values = {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
-    for check in (_check_lists, _check_backends, _check_sources, _check_names, _check_values):
-        messages.extend(check(values))
-    if any(isinstance(m, Error) for m in messages):
-        return None, messages
-    return _build(raw, values), messages
-
-
-def unknown_keys(code: str, setting: str, raw: Mapping[Any, Any], known: Mapping[str, Any]) -> Messages:
-    """The error for keys of ``raw`` that ``known`` does not list (a typo, usually)."""
-    unknown = sorted(map(str, set(raw) - set(known)))
-    if not unknown:
-        return []
-    return [
-        error(
-            code,
-            f"{setting} has unknown key(s): {', '.join(map(repr, unknown))}.",
-            f"The known keys are {', '.join(sorted(known))}. Check the spelling.",
-        )
-    ]
-
-
-def _is_str_list(value: Any) -> bool:
-    return not isinstance(value, str) and isinstance(value, Sequence) and all(isinstance(v, str) for v in value)
-
-
-def _check_lists(values: dict[str, Any]) -> Messages:
-    messages: Messages = [
-        error("E010", f"{SETTING_NAME}[{key!r}] must be a list of strings.", f"For example {DEFAULTS[key]!r}.")
-        for key in LIST_KEYS
-        if not _is_str_list(values[key])
-    ]
-    return messages
-
-
-def _check_backends(values: dict[str, Any]) -> Messages:
-    from channels_bearer.backends.base import BaseBackend
-
-    paths = values["BACKENDS"]
-    if not _is_str_list(paths):
-        return []
-    if not paths:
-        return [
-            error(
-                "E011",
-                f"{SETTING_NAME}['BACKENDS'] is empty: no token can ever be accepted.",
-                f"Add a backend, for example {DEFAULTS['BACKENDS'][0]!r}.",
-            )
-        ]
-    messages: Messages = []
-    for index, path in enumerate(paths):
-        try:
-            backend_class = import_string(path)
-        except ImportError as exc:
-            problem = f"cannot be imported ({exc})"
-        else:
-            if isinstance(backend_class, type) and issubclass(backend_class, BaseBackend):
-                continue
-            problem = "is not a subclass of channels_bearer.backends.BaseBackend"
-        messages.append(
-            error(
-                "E003",
-                f"{SETTING_NAME}['BACKENDS'][{index}] = {path!r} {problem}.",
-                "Use the dotted path of a BaseBackend subclass, such as 'channels_bearer.backends.SimpleJWTBackend'.",
-            )
-        )
-    return messages
-
-
-def _check_sources(values: dict[str, Any]) -> Messages:
-    sources = values["SOURCES"] if _is_str_list(values["SOURCES"]) else []
-    messages: Messages = [
-        error("E004", f"{SETTING_NAME}['SOURCES'] has unknown source {name!r}.", f"Choose from {', '.join(SOURCE_NAMES)}.")
-        for name in sources
-        if name not in SOURCE_NAMES
-    ]
-    keywords = values["HEADER_KEYWORDS"]
-    if "header" in sources and _is_str_list(keywords) and not keywords:
-        messages.append(
-            error(
-                "E015",
-                f"{SETTING_NAME}['HEADER_KEYWORDS'] is empty while the 'header' source is enabled: "
-                "no Authorization header can ever be read.",
-                "Use ['Bearer'], or remove 'header' from SOURCES.",
-            )
-        )
-    if "query" in sources:
-        messages.append(
-            warning(
-                "W001",
-                f"{SETTING_NAME}['SOURCES'] enables 'query': tokens in URLs end up in access logs "
-                "(uvicorn logs every WebSocket request line with its query string), proxies and "
-                "browser history.",
-                "Prefer 'subprotocol' for browsers and 'header' for other clients, or 'ticket' "
-                "for a single-use credential in the URL. Silence channels_bearer.W001 if you accept this.",
-            )
-        )
-    return messages
-
-
-def _check_names(values: dict[str, Any]) -> Messages:
-    messages: Messages = []
-    marker = values["SUBPROTOCOL"]
-    if not isinstance(marker, str) or not is_tchar_token(marker):
-        messages.append(
-            error(
-                "E007",
-                f"{SETTING_NAME}['SUBPROTOCOL'] = {marker!r} is not a valid subprotocol name: "
-                "browsers refuse anything but RFC 6455 token characters.",
-                "Use letters, digits and '-._~' only, for example 'access_token'.",
-            )
-        )
-    keywords = values["HEADER_KEYWORDS"] if _is_str_list(values["HEADER_KEYWORDS"]) else []
-    messages += [
-        error(
-            "E008",
-            f"{SETTING_NAME}['HEADER_KEYWORDS'] has {keyword!r}, which is not an Authorization scheme name.",
-            "Use a single word such as 'Bearer'.",
-        )
-        for keyword in keywords
-        if not is_tchar_token(keyword)
-    ]
-    messages += [
-        error("E012", f"{SETTING_NAME}[{key!r}] must be a non-empty string.", f"The default is {DEFAULTS[key]!r}.")
-        for key in ("QUERY_PARAM", "TICKET_PARAM", "DRF_TOKEN_MODEL", "TICKET_CACHE")
-        if not isinstance(values[key], str) or not values[key]
-    ]
-    return messages
-
-
-def _check_values(values: dict[str, Any]) -> Messages:
-    messages: Messages = []
-    if values["REFUSAL"] not in REFUSAL_MODES:
-        messages.append(
-            error(
-                "E009",
-                f"{SETTING_NAME}['REFUSAL'] = {values['REFUSAL']!r} is not a refusal mode.",
-                f"Use one of {', '.join(map(repr, REFUSAL_MODES))}.",
-            )
-        )
-    for key in SECONDS_KEYS:
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            messages.append(
-                error(
-                    "E013",
-                    f"{SETTING_NAME}[{key!r}] = {value!r} must be a number of seconds, zero or more.",
-                    f"The default is {DEFAULTS[key]!r}.",
-                )
-            )
-    messages += [
-        error("E014", f"{SETTING_NAME}[{key!r}] = {values[key]!r} must be True or False.", f"The default is {DEFAULTS[key]!r}.")
-        for key in FLAG_KEYS
-        if not isinstance(values[key], bool)
-    ]
-    if values["CACHE"] is not None and (not isinstance(values["CACHE"], str) or not values["CACHE"]):
-        messages.append(
-            error("E016", f"{SETTING_NAME}['CACHE'] = {values['CACHE']!r} must be a cache alias or None.", "For example 'default'.")
-        )
-    if not isinstance(values["JWKS"], Mapping):
-        messages.append(
-            error(
-                "E026",
-                f"{SETTING_NAME}['JWKS'] must be a dict.",
-                'Write "JWKS": {"ISSUER": ..., "AUDIENCE": ..., "JWKS_URL": ...}.',
-            )
-        )
-    return messages
-
-
-def _build(raw: Mapping[str, Any], values: dict[str, Any]) -> BearerConfig:
-    sources = frozenset(values["SOURCES"])
-    return BearerConfig(
-        raw=raw,
-        backend_paths=tuple(values["BACKENDS"]),
-        sources=sources,
-        marker=values["SUBPROTOCOL"],
-        header_keywords=tuple(values["HEADER_KEYWORDS"]),
-        header_schemes=frozenset(keyword.lower() for keyword in values["HEADER_KEYWORDS"]),
-        query_params=tuple(
-            (source, values[key])
-            for source, key in (("query", "QUERY_PARAM"), ("ticket", "TICKET_PARAM"))
-            if source in sources
-        ),
-        refusal=values["REFUSAL"],
-        drf_token_model=values["DRF_TOKEN_MODEL"],
-        ticket_ttl=int(values["TICKET_TTL"]),
-        ticket_cache=values["TICKET_CACHE"],
-        expiry_grace=float(values["EXPIRY_GRACE"]),
-        refresh=values["REFRESH"],
-        revoke_on_logout=values["REVOKE_ON_LOGOUT"],
-        cache=values["CACHE"],
-        cache_ttl=int(values["CACHE_TTL"]),
-        jwks=values["JWKS"],
-    )
+__all__ = ["DEFAULTS", "SETTING_NAME", "SOURCE_NAMES", "BearerConfig", "BearerSettings", "conf", "unknown_keys", "validate"]
 
 
 def load_backend(path: str, index: int = 0) -> BaseBackend:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from channels_bearer.exceptions import InvalidRequest
 
 if TYPE_CHECKING:
-    from channels_bearer.conf import BearerConfig
+    from channels_bearer.config import BearerConfig
 
 #: Prefix of a subprotocol entry carrying a token that is not an RFC 6455
 #: token as it stands (Kubernetes and Phoenix use the same shape).

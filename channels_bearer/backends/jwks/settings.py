@@ -17,7 +17,7 @@ from django.core.checks import CheckMessage, Error
 from django.utils.module_loading import import_string
 
 from channels_bearer.check_ids import error, warning
-from channels_bearer.conf import SETTING_NAME, unknown_keys
+from channels_bearer.config import SETTING_NAME, unknown_keys
 
 SETTING = f"{SETTING_NAME}['JWKS']"
 
