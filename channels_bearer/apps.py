@@ -9,6 +9,9 @@ class ChannelsBearerConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks.
-        from channels_bearer import checks, receivers  # noqa: F401
+        from django.core.signals import setting_changed
+
+        from channels_bearer import cache, checks, receivers  # noqa: F401
 
         receivers.connect()
+        setting_changed.connect(cache.forget_clients, dispatch_uid="channels_bearer.cache.forget_clients")

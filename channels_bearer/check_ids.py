@@ -26,7 +26,7 @@ CATALOG: dict[str, str] = {
     "E010": "BACKENDS, SOURCES or HEADER_KEYWORDS is not a list of strings",
     "E011": "BACKENDS is empty: no token could ever be accepted",
     "E012": "QUERY_PARAM, TICKET_PARAM, DRF_TOKEN_MODEL or TICKET_CACHE is not a non-empty string",
-    "E013": "TICKET_TTL, EXPIRY_GRACE or CACHE_TTL is not a number of seconds, zero or more",
+    "E013": "TICKET_TTL, EXPIRY_GRACE, CACHE_TTL or NEGATIVE_CACHE_TTL is not a number of seconds, zero or more",
     "E014": "REFRESH or REVOKE_ON_LOGOUT is not True/False",
     "E015": "HEADER_KEYWORDS is empty while the header source is enabled",
     "E016": "CACHE is neither a cache alias nor None",

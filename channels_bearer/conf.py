@@ -141,6 +141,10 @@ class BearerSettings:
         return self.current().cache_ttl
 
     @property
+    def NEGATIVE_CACHE_TTL(self) -> int:
+        return self.current().negative_cache_ttl
+
+    @property
     def JWKS(self) -> Mapping[str, Any]:
         return self.current().jwks
 

@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     # Cached lookups for database-backed backends: a cache alias or None.
     "CACHE": None,
     "CACHE_TTL": 60,
+    # Seconds a token that matched nothing is remembered in that cache (0: never).
+    "NEGATIVE_CACHE_TTL": 5,
     # JWKSBackend (checked by the backend: channels_bearer.backends.jwks)
     "JWKS": {},
 }
@@ -59,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
 SOURCE_NAMES = ("subprotocol", "header", "query", "ticket")
 REFUSAL_MODES = ("handshake", "close")
 LIST_KEYS = ("BACKENDS", "SOURCES", "HEADER_KEYWORDS")
-SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL")
+SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL", "NEGATIVE_CACHE_TTL")
 FLAG_KEYS = ("REFRESH", "REVOKE_ON_LOGOUT")
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class BearerConfig:
     revoke_on_logout: bool
     cache: str | None
     cache_ttl: int
+    negative_cache_ttl: int
     jwks: Mapping[str, Any]
 
     @cached_property
@@ -300,5 +303,6 @@ def _build(raw: Mapping[str, Any], values: dict[str, Any]) -> BearerConfig:
         revoke_on_logout=values["REVOKE_ON_LOGOUT"],
         cache=values["CACHE"],
         cache_ttl=int(values["CACHE_TTL"]),
+        negative_cache_ttl=int(values["NEGATIVE_CACHE_TTL"]),
         jwks=values["JWKS"],
     )

@@ -10,7 +10,7 @@ a DRF token row deleted                         its sockets close; its cache ent
 a django-oauth-toolkit access token deleted     the same (``revoke()`` deletes the row)
 (or revoked)
 a token row saved (key, expiry or scope          its cache entry goes
-changed)
+changed), or created                             (created: no "unknown token" entry stays)
 a user deactivated, deleted, or whose            all their sockets close, whatever
 password changed                                 token opened them; their entries go
 any other save of a user (but ``last_login``)    their entries go
@@ -116,11 +116,13 @@ def saved(sender: Any, instance: Any, created: bool = False, using: str | None =
     elif kind == BLACKLISTED_TOKEN:
         if created and instance.token.user_id is not None:
             announce(Revocation(user=user_key(instance.token.user_id), reason="token_blacklisted"), using)
-    elif not created:
-        # A token row changed (its key, expiry or scope): read it anew.
+    else:
+        # A token row changed (its key, expiry or scope): read it anew. A new
+        # row: no "unknown token" entry may hide it.
         token_id = token_id_of(kind, instance)
         if token_id is not None:
-            announce(Revocation(token_id=token_id, reason="token_changed", close=False, invalidate=True), using)
+            reason = "token_created" if created else "token_changed"
+            announce(Revocation(token_id=token_id, reason=reason, close=False, invalidate=True, created=created), using)
 
 
 def _user_saved(user: Any, created: bool, using: str | None, update_fields: Any) -> None:

@@ -53,6 +53,8 @@ class Revocation:
     reason: str = "revoked"
     close: bool = True
     invalidate: bool = False
+    #: The token's row was just created: only "unknown token" cache entries are wrong.
+    created: bool = False
     #: Each process applies a revocation once, however it reaches it.
     id: str = field(default_factory=_new_id)
 
@@ -69,6 +71,7 @@ class Revocation:
             "reason": self.reason,
             "close": self.close,
             "invalidate": self.invalidate,
+            "created": self.created,
         }
 
     @classmethod
@@ -89,6 +92,7 @@ class Revocation:
             reason=reason,
             close=message.get("close") is True,
             invalidate=message.get("invalidate") is True,
+            created=message.get("created") is True,
             id=ident,
         )
 

@@ -122,7 +122,7 @@ def heard(message: dict[str, Any]) -> None:
         # The process that revoked has dropped the entries of a shared cache;
         # only a cache of this process' own is left to this one.
         if cache.is_per_process():
-            cache.forget(revocation.user, revocation.token_id)
+            cache.forget(revocation.user, revocation.token_id, created=revocation.created)
     _close_here(revocation)
 
 
@@ -157,7 +157,7 @@ def _forget_at_origin(revocation: Revocation) -> None:
     from channels_bearer import cache
 
     if revocation.invalidate:
-        cache.forget(revocation.user, revocation.token_id)
+        cache.forget(revocation.user, revocation.token_id, created=revocation.created)
     if revocation.close:
         _void_tickets(revocation)
 

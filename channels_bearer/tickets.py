@@ -18,9 +18,9 @@ import time
 from datetime import datetime
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.core.cache import BaseCache, caches
 
+from channels_bearer import database
 from channels_bearer.conf import conf
 from channels_bearer.exceptions import InactiveUser, InvalidToken
 from channels_bearer.identity import BearerIdentity
@@ -72,12 +72,12 @@ async def aissue_ticket(
     scopes: frozenset[str] | set[str] = frozenset(),
 ) -> tuple[str, int]:
     """``issue_ticket`` for async code."""
-    return await database_sync_to_async(issue_ticket)(user, token_id, expires_at, scopes)
+    return await database.run(issue_ticket, user, token_id, expires_at, scopes)
 
 
 async def redeem_ticket(ticket: str) -> BearerIdentity:
     """Consume ``ticket`` and return its identity; raise ``InvalidToken`` if it cannot be used."""
-    return await database_sync_to_async(_redeem)(ticket)
+    return await database.run(_redeem, ticket)
 
 
 def _redeem(ticket: str) -> BearerIdentity:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.apps import apps
 from django.core.checks import CheckMessage
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import models
 
 from channels_bearer.backends.base import BaseBackend, Scope
+from channels_bearer import database, flights
 from channels_bearer.cache import DRF, Lookup, cached_lookup, local_hit
 from channels_bearer.check_ids import error
 from channels_bearer.conf import conf
@@ -64,14 +64,17 @@ class DRFTokenBackend(BaseBackend):
         model = self.get_model()
         if not self.is_candidate(token, model):
             return None
-        found = local_hit(DRF, token) if self.is_cached(model) else None
-        if found is None:
-            found = await database_sync_to_async(self.lookup)(model, token)
+        token_id = token_hash_id(token)
+        hit, found = local_hit(DRF, token_id) if self.is_cached(model) else (False, None)
+        if not hit:
+            found = await flights.shared(
+                (DRF, model._meta.label_lower, token_id), lambda: database.run(self.lookup, model, token)
+            )
         if found is None:
             return None
         user = found[0]
         self.check_user(user)
-        return BearerIdentity(user=user, token_id=token_hash_id(token))
+        return BearerIdentity(user=user, token_id=token_id)
 
     def lookup(self, model: type[models.Model], token: str) -> Lookup | None:
         """``(user, {})`` for a known token, from the cache when one is configured."""
@@ -82,7 +85,7 @@ class DRFTokenBackend(BaseBackend):
 
         if not self.is_cached(model):
             return load()
-        return cached_lookup(DRF, token, load)
+        return cached_lookup(DRF, token_hash_id(token), load)
 
     def is_cached(self, model: type[models.Model]) -> bool:
         # Only DRF_TOKEN_MODEL rows drop their cache entries when they change.

@@ -6,14 +6,14 @@ import importlib.util
 from datetime import datetime
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.core.checks import CheckMessage
 from django.db import models
 from django.utils import timezone
 
 from channels_bearer.backends.base import BaseBackend, Scope
 from channels_bearer.check_ids import error, warning
-from channels_bearer.cache import OAUTH_TOOLKIT, Lookup, cached_lookup
+from channels_bearer import database, flights
+from channels_bearer.cache import OAUTH_TOOLKIT, Lookup, cached_lookup, local_hit
 from channels_bearer.exceptions import ExpiredToken, InactiveUser
 from channels_bearer.identity import BearerIdentity, token_digest, token_hash_id, token_id_from_digest
 
@@ -90,7 +90,10 @@ class OAuthToolkitBackend(BaseBackend):
 
     async def authenticate(self, token: str, scope: Scope) -> BearerIdentity | None:
         model = self.get_model()
-        found = await database_sync_to_async(self.lookup)(model, token)
+        token_id = token_hash_id(token)
+        hit, found = local_hit(OAUTH_TOOLKIT, token_id)
+        if not hit:
+            found = await flights.shared((OAUTH_TOOLKIT, token_id), lambda: database.run(self.lookup, model, token))
         if found is None:
             return None
         user, data = found
@@ -109,7 +112,7 @@ class OAuthToolkitBackend(BaseBackend):
         claims = {key: data[key] for key in ("client_id", "application_id", "application", "scope", "user_id")}
         return BearerIdentity(
             user=user,
-            token_id=token_hash_id(token),
+            token_id=token_id,
             expires_at=expires,
             claims=claims,
             scopes=frozenset(str(data["scope"] or "").split()),
@@ -124,7 +127,7 @@ class OAuthToolkitBackend(BaseBackend):
                 return None
             return access_token.user, self.describe(access_token)
 
-        return cached_lookup(OAUTH_TOOLKIT, token, load)
+        return cached_lookup(OAUTH_TOOLKIT, token_hash_id(token), load)
 
     def get_token_object(self, model: type[models.Model], token: str) -> Any:
         queryset = model._default_manager.select_related("application", "user")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.core.checks import CheckMessage
 
+from channels_bearer import database, flights
 from channels_bearer.backends.base import (
     BaseBackend,
     Scope,
@@ -15,6 +15,7 @@ from channels_bearer.backends.base import (
     timestamp_to_datetime,
     unverified_jwt_claims,
 )
+from channels_bearer.cache import USER, Lookup, cached_lookup, local_hit, user_lookup_id
 from channels_bearer.check_ids import error
 from channels_bearer.exceptions import ExpiredToken, InactiveUser, InvalidToken
 from channels_bearer.identity import BearerIdentity, token_hash_id
@@ -55,11 +56,15 @@ class SimpleJWTBackend(BaseBackend):
         claims = unverified_jwt_claims(token)
         if claims is None or not self.is_candidate(claims):
             return None
-        # Off the event loop: with the token_blacklist app installed, simplejwt's
-        # sliding and refresh token classes query the database while validating.
-        # One trip to the database thread for both: each trip costs a thread
-        # switch, and that thread is shared by every handshake of the process.
-        validated, user = await database_sync_to_async(self.validate_and_get_user)(token)
+        if self.validates_without_io():
+            # A signature and a few claims: checked on the event loop, so that a
+            # cached user makes the whole handshake free of thread switches.
+            validated = self.get_validated_token(token)
+            user = await self.fetch_user(validated)
+        else:
+            # One trip to the database thread for both: each trip costs a thread
+            # switch, and that thread is shared by every handshake of the process.
+            validated, user = await database.run(self.validate_and_get_user, token)
         payload: dict[str, Any] = dict(validated.payload)
         return BearerIdentity(
             user=user,
@@ -69,10 +74,73 @@ class SimpleJWTBackend(BaseBackend):
             scopes=scopes_from_claims(payload),
         )
 
+    def validates_without_io(self) -> bool:
+        """Whether validating a token touches neither the database nor the network.
+
+        simplejwt's sliding and refresh tokens look the blacklist up (with the
+        token_blacklist app), and a ``JWK_URL`` makes it fetch keys.
+        """
+        from django.apps import apps
+        from rest_framework_simplejwt.settings import api_settings
+
+        if getattr(api_settings, "JWK_URL", None):
+            return False
+        if not apps.is_installed("rest_framework_simplejwt.token_blacklist"):
+            return True
+        from rest_framework_simplejwt.tokens import BlacklistMixin
+
+        return not any(issubclass(token_class, BlacklistMixin) for token_class in api_settings.AUTH_TOKEN_CLASSES)
+
     def validate_and_get_user(self, token: str) -> tuple[Any, Any]:
         """``(validated token, user)``; runs on the database thread."""
         validated = self.get_validated_token(token)
-        return validated, self.get_user(validated)
+        found = self.lookup_user(self.get_user_id(validated))
+        return validated, self.check_user_of(validated, found[0] if found else None)
+
+    async def fetch_user(self, validated: Any) -> Any:
+        """The user ``validated`` names: from the lookup cache, or one database trip shared by concurrent handshakes."""
+        user_id = self.get_user_id(validated)
+        hit, found = local_hit(USER, self.user_lookup_id(user_id))
+        if not hit:
+            found = await flights.shared((USER, self.user_lookup_id(user_id)), lambda: database.run(self.lookup_user, user_id))
+        return self.check_user_of(validated, found[0] if found else None)
+
+    def get_user_id(self, validated: Any) -> Any:
+        from rest_framework_simplejwt.settings import api_settings
+
+        try:
+            return validated[api_settings.USER_ID_CLAIM]
+        except KeyError:
+            raise InvalidToken("the token names no user") from None
+
+    def user_lookup_id(self, user_id: Any) -> str:
+        from rest_framework_simplejwt.settings import api_settings
+
+        return user_lookup_id("simplejwt", api_settings.USER_ID_FIELD, str(user_id))
+
+    def lookup_user(self, user_id: Any) -> Lookup | None:
+        """``(user, {})`` or ``None``, from the lookup cache when one is configured; the database thread."""
+        from django.contrib.auth import get_user_model
+        from rest_framework_simplejwt.settings import api_settings
+
+        def load() -> Lookup | None:
+            user = get_user_model()._default_manager.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
+            return None if user is None else (user, {})
+
+        return cached_lookup(USER, self.user_lookup_id(user_id), load, negative=False)
+
+    def check_user_of(self, validated: Any, user: Any) -> Any:
+        """``user``, if ``validated`` may log them in, as ``JWTAuthentication`` decides."""
+        from rest_framework_simplejwt.settings import api_settings
+        from rest_framework_simplejwt.utils import get_md5_hash_password
+
+        if user is None or not api_settings.USER_AUTHENTICATION_RULE(user):
+            raise InactiveUser("the user is inactive or deleted")
+        if api_settings.CHECK_REVOKE_TOKEN and validated.get(api_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(
+            user.password
+        ):
+            raise InactiveUser("the user's password has changed")
+        return user
 
     def get_validated_token(self, token: str) -> Any:
         from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
@@ -89,28 +157,6 @@ class SimpleJWTBackend(BaseBackend):
         if expired:
             raise ExpiredToken("the token has expired")
         raise InvalidToken("the token is not valid for any accepted token type")
-
-    def get_user(self, validated: Any) -> Any:
-        from django.contrib.auth import get_user_model
-        from rest_framework_simplejwt.settings import api_settings
-        from rest_framework_simplejwt.utils import get_md5_hash_password
-
-        try:
-            user_id = validated[api_settings.USER_ID_CLAIM]
-        except KeyError:
-            raise InvalidToken("the token names no user") from None
-        user_model = get_user_model()
-        try:
-            user = user_model._default_manager.get(**{api_settings.USER_ID_FIELD: user_id})
-        except user_model.DoesNotExist:
-            raise InactiveUser("the user is inactive or deleted") from None
-        if not api_settings.USER_AUTHENTICATION_RULE(user):
-            raise InactiveUser("the user is inactive or deleted")
-        if api_settings.CHECK_REVOKE_TOKEN and validated.get(
-            api_settings.REVOKE_TOKEN_CLAIM
-        ) != get_md5_hash_password(user.password):
-            raise InactiveUser("the user's password has changed")
-        return user
 
     def get_token_id(self, payload: dict[str, Any], token: str) -> str:
         from rest_framework_simplejwt.settings import api_settings

@@ -7,16 +7,15 @@ with django-oauth-toolkit's models), for JWKS, oauth-toolkit and SimpleJWT token
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from django.conf import settings
-from django.test import override_settings
-
-from tests.support.handshake import LogWatch, connect_outcome, server_secret
+from tests.support.handshake import LogWatch, connect_outcome, sign_jwt
 from tests.support.jwks import JWKS_BACKEND, JWKSServer
-from tests.support.oauth import REQUIRED_SCOPE, SCOPED_PATH, simplejwt_token, start_scoped_server
+from tests.support.oauth import REQUIRED_SCOPE, SCOPED_PATH, start_scoped_server
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.server
@@ -66,9 +65,11 @@ def uvicorn_token(kind: str, jwks_server: JWKSServer, scoped_tokens: dict[str, s
         return jwks_server.mint("alice", scope=scope)
     if kind == "oauth-toolkit":
         return scoped_tokens["with" if with_scope else "without"]
-    # Signed with the server's key (the demo's SECRET_KEY), not this process' own.
-    with override_settings(SIMPLE_JWT={**settings.SIMPLE_JWT, "SIGNING_KEY": server_secret()}):
-        return simplejwt_token(ALICE_ID, scope)
+    # A SimpleJWT access token as the server mints them, signed with its key
+    # (the demo's SECRET_KEY), not with this process' own.
+    now = int(time.time())
+    claims = {"token_type": "access", "exp": now + 300, "iat": now, "jti": uuid.uuid4().hex, "user_id": str(ALICE_ID)}
+    return sign_jwt({**claims, "scope": scope})
 
 
 @pytest.mark.parametrize("kind", KINDS)

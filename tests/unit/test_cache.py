@@ -21,7 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model
 from rest_framework.authtoken.models import Token, TokenProxy
 
-from channels_bearer.backends import DRFTokenBackend, OAuthToolkitBackend
+from channels_bearer.backends import DRFTokenBackend, JWKSBackend, OAuthToolkitBackend, SimpleJWTBackend
 from channels_bearer.backends.base import BaseBackend
 from channels_bearer.cache import DRF, cached_lookup, entry_key
 from channels_bearer.identity import token_digest, token_hash_id
@@ -105,9 +105,37 @@ def test_cache_holds_no_token_text(alice: Any) -> None:
             assert token.encode() not in value
 
 
-def test_unknown_token_is_not_cached(alice: Any) -> None:
+def test_an_unknown_token_is_remembered_briefly(alice: Any) -> None:
     assert authenticate(DRFTokenBackend(), "f" * 40) == (None, 1)
-    assert authenticate(DRFTokenBackend(), "f" * 40) == (None, 1)
+    # A storm of retries with a dead token costs no more queries...
+    assert authenticate(DRFTokenBackend(), "f" * 40) == (None, 0)
+    with override_settings(CHANNELS_BEARER={"CACHE": "default", "NEGATIVE_CACHE_TTL": 0}):
+        assert authenticate(DRFTokenBackend(), "e" * 40) == (None, 1)
+        assert authenticate(DRFTokenBackend(), "e" * 40) == (None, 1)
+
+
+def test_a_new_token_row_is_never_hidden_by_an_unknown_entry(alice: Any) -> None:
+    key = "0123456789abcdef0123456789abcdef01234567"
+    assert authenticate(DRFTokenBackend(), key) == (None, 1)
+    Token.objects.create(key=key, user=alice)
+    identity, _ = authenticate(DRFTokenBackend(), key)
+    assert identity is not None and identity.user == alice
+    # ...and the new row is cached at once.
+    assert authenticate(DRFTokenBackend(), key)[1] == 0
+
+
+def test_a_lookup_that_missed_a_new_row_cannot_write_unknown_over_it(alice: Any) -> None:
+    key = "89abcdef0123456789abcdef0123456789abcdef"
+
+    def load() -> Any:
+        # A lookup in flight read "no such row"; the row is created before it
+        # writes its answer.
+        Token.objects.create(key=key, user=alice)
+        return None
+
+    assert cached_lookup(DRF, token_hash_id(key), load) is None
+    identity, _ = authenticate(DRFTokenBackend(), key)
+    assert identity is not None and identity.user == alice
 
 
 # ---------------------------------------------------------------- invalidation
@@ -202,12 +230,73 @@ def test_lookup_racing_a_revocation_cannot_write_it_back(alice: Any) -> None:
         Token.objects.filter(key=token).delete()
         return alice, {}
 
-    assert cached_lookup(DRF, token, load) is not None
+    assert cached_lookup(DRF, token_hash_id(token), load) is not None
     assert caches["default"].get(entry_key(token_hash_id(token))) == "revoked"
     # The stale answer was not written over the tombstone: the next lookup reads again.
     reads.clear()
-    assert cached_lookup(DRF, token, load) is not None
+    assert cached_lookup(DRF, token_hash_id(token), load) is not None
     assert reads
+
+
+# ---------------------------------------------------------------- the user a JWT names
+
+
+def simplejwt(user: Any) -> str:
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    return str(AccessToken.for_user(user))
+
+
+@pytest.fixture
+def jwks() -> Iterator[Any]:
+    from tests.support.jwks import JWKSServer
+
+    server = JWKSServer()
+    settings = server.settings()
+    with override_settings(CHANNELS_BEARER={"CACHE": "default", "BACKENDS": settings["BACKENDS"], "JWKS": settings["JWKS"]}):
+        yield server
+    server.stop()
+
+
+def test_a_cached_simplejwt_user_costs_no_query(alice: Any) -> None:
+    backend = SimpleJWTBackend()
+    first, misses = authenticate(backend, simplejwt(alice))
+    again, hits = authenticate(backend, simplejwt(alice))
+    assert misses > 0 and hits == 0
+    assert again.user == alice and again.user is not first.user
+    alice.is_active = False
+    alice.save()
+    with pytest.raises(InactiveUser):
+        authenticate(backend, simplejwt(alice))
+
+
+def test_a_cached_simplejwt_user_follows_a_password_change(alice: Any) -> None:
+    # What CHECK_REVOKE_TOKEN compares the token's claim with must be the new hash.
+    backend = SimpleJWTBackend()
+    token = simplejwt(alice)
+    authenticate(backend, token)
+    alice.set_password("a new one")
+    alice.save()
+    identity, queries = authenticate(backend, token)
+    assert queries > 0 and identity.user.password == alice.password
+
+
+def test_a_cached_jwks_user_costs_no_query(alice: Any, jwks: Any) -> None:
+    backend = JWKSBackend()
+    authenticate(backend, jwks.mint("alice"))
+    identity, hits = authenticate(backend, jwks.mint("alice"))
+    assert hits == 0 and identity.user == alice
+    alice.first_name = "Alice"
+    alice.save()
+    identity, queries = authenticate(backend, jwks.mint("alice"))
+    assert queries > 0 and identity.user.first_name == "Alice"
+
+
+def test_a_jwks_user_created_on_first_sight_is_cached_after(jwks: Any) -> None:
+    backend = JWKSBackend()
+    identity, _ = authenticate(backend, jwks.mint("newcomer"))
+    assert identity.user.username == "newcomer"
+    assert authenticate(backend, jwks.mint("newcomer"))[1] == 0
 
 
 # ---------------------------------------------------------------- cache down

@@ -15,16 +15,17 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 from django.utils.module_loading import import_string
 
+from channels_bearer import database, flights
 from channels_bearer.backends.base import BaseBackend, Scope, scopes_from_claims, timestamp_to_datetime, unverified_jwt_claims
 from channels_bearer.backends.jwks.keys import JWKSKeyStore
 from channels_bearer.backends.jwks.settings import ASYMMETRIC_ALGORITHMS, JWKSSettings, check_jwks_settings
+from channels_bearer.cache import USER, Lookup, cached_lookup, local_hit, user_lookup_id
 from channels_bearer.check_ids import error
 from channels_bearer.conf import SETTING_NAME, conf
 from channels_bearer.exceptions import BearerError, ExpiredToken, InactiveUser, InvalidToken
@@ -120,7 +121,7 @@ class JWKSBackend(BaseBackend):
         if not self.is_candidate(unverified, config):
             return None
         claims = await self.validate(token, config)
-        user = await database_sync_to_async(self.get_user)(claims, config)
+        user = await self.fetch_user(claims, config)
         self.check_user(user)
         jti = claims.get("jti")
         return BearerIdentity(
@@ -169,6 +170,24 @@ class JWKSBackend(BaseBackend):
                     raise refusal(message) from exc
             raise  # unreachable: the table ends with PyJWTError
         return claims
+
+    async def fetch_user(self, claims: dict[str, Any], config: JWKSSettings) -> Any:
+        """The user for verified ``claims``: from the lookup cache, or one database trip
+        shared by concurrent handshakes. A ``USER_FROM_CLAIMS`` hook is asked every time."""
+        if config.user_from_claims is not None:
+            return await database.run(self.get_user, claims, config)
+        value = claims.get(config.user_claim)
+        if not isinstance(value, str) or not value:
+            raise InvalidToken("the token names no user")
+        lookup_id = user_lookup_id("jwks", config.issuer, config.user_field, value)
+        hit, found = local_hit(USER, lookup_id)
+        if not hit:
+            found = await flights.shared((USER, lookup_id), lambda: database.run(self.lookup_user, claims, config, lookup_id))
+        return found[0] if found else None
+
+    def lookup_user(self, claims: dict[str, Any], config: JWKSSettings, lookup_id: str) -> Lookup | None:
+        """``(user, {})`` from the lookup cache when one is configured; the database thread."""
+        return cached_lookup(USER, lookup_id, lambda: (self.get_user(claims, config), {}), negative=False)
 
     def get_scopes(self, claims: dict[str, Any], config: JWKSSettings) -> frozenset[str]:
         """``SCOPE_CLAIM`` (a space-separated string or a list), else ``scope``/``scp``."""
