@@ -1,14 +1,16 @@
-"""The lookups' database work: on Channels' database thread, keeping its connection.
+"""The lookups' database work: on a thread of channels-bearer's own, keeping its connection.
 
-Channels' ``database_sync_to_async`` closes "old" connections before and after
-every call, and with Django's default ``CONN_MAX_AGE = 0`` every connection is
-old: every handshake would open and close a database connection. On
-PostgreSQL, where the server forks a process per connection, that cost more
-than the rest of the handshake together (measured: about 6 ms of database CPU
-each). The lookups here run on the same thread (``thread_sensitive``), as the
-async ORM does, and keep that thread's connection between handshakes: one
-connection per server process in the steady state, whatever ``CONN_MAX_AGE``
-says.
+Channels closes "old" connections on its shared database thread before and
+after every ``database_sync_to_async`` call and before every message a
+consumer handles, and with Django's default ``CONN_MAX_AGE = 0`` every
+connection is old: every handshake would open and close a database
+connection. On PostgreSQL, where the server forks a process per connection,
+that cost more than the rest of the handshake together (measured: about
+6 ms of database CPU each). The lookups run instead on one thread of their
+own, whose connection Channels never touches and which is kept between
+handshakes: one more connection per server process, opened once, whatever
+``CONN_MAX_AGE`` says. The application's own database work, on Channels'
+thread, is left as it was.
 
 A connection on which a query fails is closed, whatever the error, so no
 lookup meets a broken connection twice. When the connection itself was lost
@@ -19,21 +21,65 @@ the handshake that meets it still succeeds when the database is back.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import AsyncToSync, sync_to_async
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
-__all__ = ["run"]
+__all__ = ["close", "on_lookup_thread", "run"]
 
 T = TypeVar("T")
 
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _lookup_thread() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            # One thread: lookups run one at a time, as on Channels' thread, on one connection.
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="channels-bearer-db")
+        return _executor
+
 
 async def run(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` on the database thread, on a connection kept between calls."""
-    result: T = await sync_to_async(_call, thread_sensitive=True)(function, *args)
+    """``function(*args)`` on the lookup thread, on a connection kept between calls.
+
+    Under ``async_to_sync`` (a Django ``TestCase``'s async test, sync code
+    calling async code), on the sync thread that called it instead, as
+    thread-sensitive code always runs: that thread may hold a transaction
+    whose rows the lookup must see.
+    """
+    if _under_async_to_sync():
+        result: T = await sync_to_async(_call, thread_sensitive=True)(function, *args)
+    else:
+        result = await sync_to_async(_call, thread_sensitive=False, executor=_lookup_thread())(function, *args)
     return result
+
+
+def _under_async_to_sync() -> bool:
+    # How asgiref's SyncToAsync itself knows that a sync thread waits above
+    # and sends thread-sensitive work back to it: from the task that
+    # async_to_sync runs, or from any task on the loop it made (a test
+    # communicator's application runs in a fresh context, on that loop).
+    if getattr(AsyncToSync.executors, "current", None) is not None:
+        return True
+    return asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
+
+
+def on_lookup_thread(function: Callable[[], T]) -> T:
+    """Run ``function()`` on the lookup thread and wait for it; from sync code (tests, tools)."""
+    return _lookup_thread().submit(function).result()
+
+
+def close() -> None:
+    """Close the lookup thread's connections (tests; a process that forks). From sync code."""
+    on_lookup_thread(connections.close_all)
 
 
 def _call(function: Callable[..., T], *args: Any) -> T:

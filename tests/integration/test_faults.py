@@ -1,8 +1,8 @@
 """Faults: a real part of the system breaks under a running server.
 
 The database goes away under a running daphne and a running uvicorn (its file
-replaced by one that is not a database, then by an empty database with no
-tables). Handshakes must then be refused at once as a server error, not
+overwritten in place, under the connection the lookups keep open, by one that
+is not a database, then by an empty database with no tables). Handshakes must then be refused at once as a server error, not
 hang and not pass: ``BackendUnavailable`` answers 503 where the server can
 send an HTTP response (uvicorn) and a close before accept elsewhere (daphne's
 403). The server log must hold an error that names the failing backend and
@@ -11,13 +11,13 @@ holds no token. When the file comes back, the same tokens work again.
 The cached token lookups (``CHANNELS_BEARER["CACHE"]``) on a real Redis that
 is stopped under a running daphne fall back to the database, with a warning
 and no token in the log. Redis down for the channel layer is
-test_faults_redis.py; a stalled JWKS server is test_jwks.py.
+test_faults_redis.py; a stalled JWKS server is test_jwks.py; PostgreSQL stopped and restarted is
+test_postgres.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,17 +87,24 @@ async def refusal_status(server: Server, token: str) -> tuple[int, dict[str, str
     return response.status_code, dict(response.headers), response.body or b""
 
 
-def break_database(path: Path, how: str) -> Path:
-    """Swap the database file for a broken one; return where the good one went."""
-    saved = path.with_name(path.name + ".saved")
-    os.replace(path, saved)
-    broken = path.with_name(path.name + ".broken")
+def break_database(path: Path, how: str) -> bytes:
+    """Overwrite the database file in place (so connections already open see it too); its old bytes."""
+    saved = path.read_bytes()
     if how == "not-a-database":
-        broken.write_bytes(b"this is not an SQLite database\n" * 512)
+        broken = b"this is not an SQLite database\n" * 512
     else:  # an empty database: every table is gone
-        sqlite3.connect(broken).close()
-    os.replace(broken, path)
+        empty = path.with_name(path.name + ".empty")
+        sqlite3.connect(empty).close()
+        broken = empty.read_bytes()
+        empty.unlink()
+    overwrite(path, broken)
     return saved
+
+
+def overwrite(path: Path, content: bytes) -> None:
+    with path.open("r+b") as file:
+        file.truncate(0)
+        file.write(content)
 
 
 def server_log_lines(server: Server) -> list[str]:
@@ -139,7 +146,7 @@ async def test_database_unavailable_refuses_quickly_and_recovers(
             else:
                 assert status == 403, (kind, status)
     finally:
-        os.replace(saved, own_database)
+        overwrite(own_database, saved)
 
     assert server.alive(), server.log()[-3000:]
     log = server.log()[log_before:]

@@ -347,6 +347,19 @@ class PostgresProcess:
         if (self.datadir / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop")
 
+    def restart(self) -> None:
+        """Stop (fast: every connection is dropped) and start again; back when this returns."""
+        self.stop()
+        self.start()
+
+    def admin(self, database: str) -> Any:
+        """A psycopg connection to ``database``, in autocommit: for counting sessions and backends."""
+        import psycopg
+
+        return psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user=self.user, dbname=database, autocommit=True
+        )
+
     def cleanup(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.workdir, ignore_errors=True)

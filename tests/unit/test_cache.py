@@ -1,7 +1,8 @@
 """Cached lookups (``CHANNELS_BEARER["CACHE"]``) for DRFTokenBackend and OAuthToolkitBackend.
 
-Backends are driven from sync tests through ``async_to_sync``: their database
-work then runs on the test's thread, where ``CaptureQueriesContext`` counts it.
+Backends are driven from sync tests through ``async_to_sync``; their database
+work runs on channels-bearer's lookup thread, where ``counted()`` counts it
+too, on committed data (``transaction=True``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
-from django.db import connection
 from django.test import override_settings
-from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model
 from rest_framework.authtoken.models import Token, TokenProxy
 
@@ -27,11 +26,12 @@ from channels_bearer.cache import DRF, cached_lookup, entry_key
 from channels_bearer.identity import token_digest, token_hash_id
 from channels_bearer.exceptions import InactiveUser
 from tests.support.oauth import make_access_token, make_application
+from tests.support.queries import counted
 from tests.support.servers import free_port
 from tests.support.apps import assert_secret_absent
 from tests.support.tokens import drf_token
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 DOWN = "channels-bearer-down"
 
@@ -56,9 +56,9 @@ def alice() -> Any:
 
 def authenticate(backend: BaseBackend, token: str) -> tuple[Any, int]:
     """``(identity or None, number of database queries)``."""
-    with CaptureQueriesContext(connection) as queries:
+    with counted() as statements:
         identity = async_to_sync(backend.authenticate)(token, {})
-    return identity, len(queries)
+    return identity, statements.count
 
 
 def oauth_token(user: Any, scope: str = "chat:read") -> str:

@@ -10,9 +10,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
-from django.db import connection
 from django.test import override_settings
-from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import get_access_token_model, revoke_access_token
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -23,8 +21,9 @@ from channels_bearer.exceptions import ExpiredToken, InactiveUser
 from channels_bearer.identity import token_hash_id
 from tests.support.oauth import make_access_token, make_application
 from tests.support.apps import assert_secret_absent, build_app, communicator, refused
+from tests.support.queries import counted
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)
 
 OAUTH = "channels_bearer.backends.OAuthToolkitBackend"
 BACKENDS = {"BACKENDS": ["channels_bearer.backends.DRFTokenBackend", OAUTH]}
@@ -41,8 +40,8 @@ def app(alice: Any) -> Any:
 
 
 def authenticate(token: str, backend: OAuthToolkitBackend | None = None) -> Any:
-    # From a sync test: the backend's database work runs on this thread, where
-    # CaptureQueriesContext sees it.
+    # From a sync test; the backend's database work runs on channels-bearer's
+    # lookup thread, where counted() sees it (on committed data).
     return async_to_sync((backend or OAuthToolkitBackend()).authenticate)(token, {})
 
 
@@ -50,7 +49,7 @@ def test_valid_token(alice: Any, app: Any) -> None:
     token = make_access_token(alice, app, scope="chat:read profile")
     row = get_access_token_model().objects.get()
 
-    with CaptureQueriesContext(connection) as queries:
+    with counted() as queries:
         identity = authenticate(token)
 
     assert identity.user == alice
@@ -66,9 +65,9 @@ def test_valid_token(alice: Any, app: Any) -> None:
     # The id TicketView gives the same token; also the stored checksum's prefix.
     assert identity.token_id == token_hash_id(token) == row.token_checksum[:32]
     # Looked up as the toolkit does: by the SHA-256 checksum, one query with its relations.
-    assert len(queries) == 1
-    assert hashlib.sha256(token.encode()).hexdigest() in queries[0]["sql"]
-    assert token not in queries[0]["sql"]
+    assert queries.count == 1
+    assert hashlib.sha256(token.encode()).hexdigest() in queries.sql[0]
+    assert token not in queries.sql[0]
 
 
 def test_redacted_token_storage_still_looks_up(alice: Any, app: Any) -> None:
