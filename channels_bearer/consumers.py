@@ -46,7 +46,8 @@ from channels_bearer.layer import ResilientLayer
 from channels_bearer.refusal import log_refusal, refusal_messages
 from channels_bearer.registry import MARK_SCOPE_KEY, registry
 from channels_bearer.revoke import identity_user_key
-from channels_bearer.mailbox import merge_receive
+from channels_bearer.expiry import Alarm, set_alarm
+from channels_bearer.mailbox import Mailbox
 from channels_bearer.refresh import REFRESH_MESSAGE_TYPE, REFRESHED_MESSAGE_TYPE, parse_refresh_message, refreshed_message
 from channels_bearer.sources import Credential
 from channels_bearer.types import Message
@@ -101,61 +102,52 @@ class BearerConsumerMixin:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         # Expiry, refresh and local revocation reach the consumer as messages
-        # on its own receive stream, so they are dispatched like any other
-        # message: on the consumer's thread for sync consumers, and with the
-        # same ordering guarantees.
-        self._bearer_loop = asyncio.get_running_loop()
-        # The server's own send: sync consumers hold base_send as async_to_sync(send).
-        self._bearer_send = send
-        self._bearer_events: asyncio.Queue[Message] = asyncio.Queue()
-        self._bearer_timer: asyncio.TimerHandle | None = None
-        self._bearer_registered: tuple[str | None, str] | None = None
-        self._bearer_accepted = False
-        self._bearer_closed = False
-        #: An end (revocation, expiry) that came before the accept.
-        self._bearer_pending: BearerError | None = None
+        # on its own receive stream (mailbox.py), so they are dispatched like
+        # any other message: on the consumer's thread for sync consumers, and
+        # with the same ordering guarantees.
+        self._bearer = state = _SocketState(Mailbox(asyncio.get_running_loop(), receive), send)
         identity = scope.get("bearer")
         if isinstance(identity, BearerIdentity):
             mark = scope.get(MARK_SCOPE_KEY)
             self._bearer_register(identity, mark if isinstance(mark, int) else registry.mark())
             self._bearer_schedule_expiry(identity.expires_at)
         try:
-            return await super().__call__(scope, merge_receive(receive, self._bearer_events), send)  # type: ignore[misc]
+            return await super().__call__(scope, state.mailbox, send)  # type: ignore[misc]
         finally:
-            # No timer and no registration outlives its socket.
-            if self._bearer_timer is not None:
-                self._bearer_timer.cancel()
+            # No alarm and no registration outlives its socket.
+            if state.alarm is not None:
+                state.alarm.cancel()
             self._bearer_unregister()
 
     def _bearer_register(self, identity: BearerIdentity, since: int) -> bool:
         """Register this socket under ``identity``; ``False`` if it was revoked since ``since``."""
         user = identity_user_key(identity)
         if not registry.register(self, user, identity.token_id, since):
-            self._bearer_pending = Revoked("the token or its user was revoked during the handshake")
+            self._bearer.pending = Revoked("the token or its user was revoked during the handshake")
             return False
-        self._bearer_registered = (user, identity.token_id)
+        self._bearer.registered = (user, identity.token_id)
         return True
 
     def _bearer_unregister(self) -> None:
-        if self._bearer_registered is not None:
-            registry.unregister(self, *self._bearer_registered)
-            self._bearer_registered = None
+        if self._bearer.registered is not None:
+            registry.unregister(self, *self._bearer.registered)
+            self._bearer.registered = None
 
     def bearer_post_event(self, message: Message) -> None:
         """Deliver ``message`` to this consumer from any thread."""
-        self._bearer_loop.call_soon_threadsafe(self._bearer_events.put_nowait, message)
+        self._bearer.mailbox.post(message)
 
     def _bearer_schedule_expiry(self, expires_at: datetime | None) -> None:
         # Runs on the event loop thread only (call_soon_threadsafe from sync code).
-        if self._bearer_timer is not None:
-            self._bearer_timer.cancel()
-            self._bearer_timer = None
+        state = self._bearer
+        if state.alarm is not None:
+            state.alarm.cancel()
+            state.alarm = None
         if expires_at is None:
             return
         delay = (expires_at - datetime.now(timezone.utc)).total_seconds() + conf.EXPIRY_GRACE
-        self._bearer_timer = self._bearer_loop.call_later(
-            max(delay, 0.0), self._bearer_events.put_nowait, dict(EXPIRED_EVENT)
-        )
+        mailbox = state.mailbox
+        state.alarm = set_alarm(mailbox.loop, delay, lambda: mailbox.put(dict(EXPIRED_EVENT)))
 
     @property
     def _bearer_is_async(self) -> bool:
@@ -179,10 +171,10 @@ class BearerConsumerMixin:
                 "wrap the websocket router in channels_bearer.middleware.BearerAuthMiddlewareStack."
             )
         identity = self.bearer
-        error = self._bearer_pending or self.bearer_refusal()
+        error = self._bearer.pending or self.bearer_refusal()
         if error is not None or (self.bearer_required and identity is None):
             log_refusal(self.scope, error, identity.source if identity else None)
-            self._bearer_closed = True
+            self._bearer.closed = True
             return self.bearer_refuse(error)
         return super().websocket_connect(message)  # type: ignore[misc]
 
@@ -212,7 +204,7 @@ class BearerConsumerMixin:
 
     async def _bearer_send_all(self, messages: list[Message]) -> None:
         for message in messages:
-            await self._bearer_send(message)
+            await self._bearer.send(message)
 
     def select_subprotocol(self) -> str | None:
         """The subprotocol ``accept()`` answers when it is given none.
@@ -229,9 +221,9 @@ class BearerConsumerMixin:
     def accept(self, subprotocol: str | None = None, headers: Any = None) -> Any:
         if subprotocol is None:
             subprotocol = self.select_subprotocol()
-        self._bearer_accepted = True
+        self._bearer.accepted = True
         accepted = super().accept(subprotocol, headers)  # type: ignore[misc]
-        pending, self._bearer_pending = self._bearer_pending, None
+        pending, self._bearer.pending = self._bearer.pending, None
         if pending is None:
             return accepted
         # Revoked or expired while connect() ran and before it accepted (a
@@ -258,16 +250,16 @@ class BearerConsumerMixin:
         return self._bearer_end(Revoked("the token or its user was revoked"))
 
     def _bearer_end(self, error: BearerError) -> Any:
-        if not self._bearer_closed and self._bearer_accepted:
+        if not self._bearer.closed and self._bearer.accepted:
             return self.bearer_close(*_END[type(error)])
-        if not self._bearer_closed:
+        if not self._bearer.closed:
             # Not answered yet: websocket_connect() or accept() acts on it.
-            self._bearer_pending = self._bearer_pending or error
+            self._bearer.pending = self._bearer.pending or error
         return _nothing() if self._bearer_is_async else None
 
     def bearer_close(self, code: int, reason: str) -> Any:
         """Close the socket; override to tell the client first (call ``super()``)."""
-        self._bearer_closed = True
+        self._bearer.closed = True
         identity = self.bearer
         logger.info(
             "Closing WebSocket %s with %s (%s) [token_id=%s]",
@@ -294,10 +286,10 @@ class BearerConsumerMixin:
 
     async def _bearer_refresh(self, token: str) -> None:
         current = self.bearer
-        send = self._bearer_send
+        send = self._bearer.send
 
         async def close(code: int, reason: str) -> None:
-            self._bearer_closed = True
+            self._bearer.closed = True
             await send({"type": "websocket.close", "code": code, "reason": reason})
 
         mark = registry.mark()
@@ -317,9 +309,9 @@ class BearerConsumerMixin:
         self._bearer_unregister()
         if not self._bearer_register(identity, mark):
             # The new token (or the user) was revoked while it was being checked.
-            self._bearer_pending = None
+            self._bearer.pending = None
             return await close(4403, "revoked")
-        self._bearer_loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
+        self._bearer.mailbox.loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
         await send({"type": "websocket.send", "text": refreshed_message(identity.expires_at)})
 
     def _bearer_in_kind(self, coroutine: Awaitable[None]) -> Any:
@@ -332,6 +324,23 @@ class BearerConsumerMixin:
 
         async_to_sync(run)()
         return None
+
+
+class _SocketState:
+    """What the mixin keeps about its socket: one attribute on the consumer, no dict of its own."""
+
+    __slots__ = ("mailbox", "send", "alarm", "registered", "accepted", "closed", "pending")
+
+    def __init__(self, mailbox: Mailbox, send: Any) -> None:
+        self.mailbox = mailbox
+        #: The server's own send: sync consumers hold base_send as async_to_sync(send).
+        self.send = send
+        self.alarm: Alarm | None = None
+        self.registered: tuple[str | None, str] | None = None
+        self.accepted = False
+        self.closed = False
+        #: An end (revocation, expiry) that came before the accept.
+        self.pending: BearerError | None = None
 
 
 #: How each end closes an accepted socket: ``(code, reason)``.

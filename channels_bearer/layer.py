@@ -31,10 +31,13 @@ MAX_BACKOFF = 5.0
 
 
 class ResilientLayer:
+    # One per socket: no dict, and no set until a group is joined.
+    __slots__ = ("_layer", "_own_groups", "_groups", "_rejoin_needed", "_failing")
+
     def __init__(self, layer: Any, *, own_groups: bool = False) -> None:
         self._layer = layer
         self._own_groups = own_groups
-        self._groups: set[str] = set()
+        self._groups: set[str] | None = None
         self._rejoin_needed = False
         self._failing = False
 
@@ -62,6 +65,8 @@ class ResilientLayer:
             return message
 
     async def group_add(self, group: str, channel: str) -> None:
+        if self._groups is None:
+            self._groups = set()
         self._groups.add(group)
         try:
             await self._layer.group_add(group, channel)
@@ -72,11 +77,12 @@ class ResilientLayer:
             self._report(exc, f"group_add {group}")
 
     async def group_discard(self, group: str, channel: str) -> None:
-        self._groups.discard(group)
+        if self._groups is not None:
+            self._groups.discard(group)
         await self._layer.group_discard(group, channel)
 
     async def _rejoin(self, channel: str) -> None:
-        for group in sorted(self._groups):
+        for group in sorted(self._groups or ()):
             await self._layer.group_add(group, channel)
         self._rejoin_needed = False
 

@@ -138,7 +138,7 @@ async def test_expiry_grace_delays_the_close() -> None:
 async def test_drf_tokens_never_expire_and_leave_no_timer() -> None:
     user = await create_user("drf")
     communicator = await open_socket("/async/", await sync_to_async(make_token)(user))
-    assert consumers_seen[-1]._bearer_timer is None
+    assert consumers_seen[-1]._bearer.alarm is None
     await communicator.disconnect()
 
 
@@ -147,9 +147,10 @@ async def test_no_timer_outlives_a_socket_closed_first(kind: str) -> None:
     user = await create_user("early")
     communicator = await open_socket(f"/{kind}/", await sync_to_async(short_jwt)(user, 60))
     consumer = consumers_seen[-1]
-    assert consumer._bearer_timer is not None and not consumer._bearer_timer.cancelled()
+    alarm = consumer._bearer.alarm
+    assert alarm is not None and not alarm.cancelled
     await communicator.disconnect()
-    assert consumer._bearer_timer.cancelled()
+    assert alarm.cancelled
 
 
 # -- refresh ------------------------------------------------------------------
@@ -409,3 +410,29 @@ def test_tickets_are_stored_as_hashes_only() -> None:
     ticket, _ = issue_ticket(alice)
     keys = list(cache._cache.keys())  # type: ignore[attr-defined]
     assert keys and not any(ticket in key for key in keys)
+
+
+# -- one clock per loop ----------------------------------------------------------
+
+
+async def test_alarms_ring_in_order_and_cancelled_ones_never() -> None:
+    from channels_bearer.expiry import set_alarm
+
+    loop = asyncio.get_running_loop()
+    rang: list[int] = []
+    alarms = [set_alarm(loop, delay, lambda n=n: rang.append(n)) for n, delay in enumerate([0.3, 0.1, 0.2, 0.15])]
+    alarms[2].cancel()
+    await asyncio.sleep(0.5)
+    assert rang == [1, 3, 0]
+
+
+async def test_many_cancelled_alarms_do_not_pile_up() -> None:
+    from channels_bearer.expiry import _clocks, set_alarm
+
+    loop = asyncio.get_running_loop()
+    keep = set_alarm(loop, 3600, lambda: None)
+    for _ in range(1000):
+        set_alarm(loop, 3600, lambda: None).cancel()
+    # Sockets that closed before their token expired leave no entries behind.
+    assert len(_clocks[id(loop)].heap) < 200
+    keep.cancel()
