@@ -5,13 +5,18 @@ Real daphne processes, one per configuration, pinned to core 0 with
 ``taskset -c 0``; this process (the load client) pinned to core 1. Measures:
 
 1. handshake throughput and p50/p99 latency (connect → 101 → first frame →
-   close handshake) with concurrent clients, rounds interleaved across
-   configurations so that machine drift cancels; SQL statements per handshake,
-   counted inside each server;
-2. the in-process cost per connect of the middleware against the floor (the
+   close handshake) with concurrent clients (a user each), rounds interleaved
+   across configurations so that machine drift cancels, on SQLite and on a
+   throwaway PostgreSQL cluster (also pinned to core 0) at CONN_MAX_AGE 0,
+   persistent, and with Django's pool; SQL statements per handshake counted
+   inside each server, new database connections per handshake counted by
+   PostgreSQL (its log, log_connections) or, on SQLite, by Django;
+2. a reconnect storm: many sockets of few tokens opened at once, and the
+   database lookups they cost;
+3. the in-process cost per connect of the middleware against the floor (the
    backend's own validation plus the user fetch, in one database hop);
-3. RSS per idle connection with N open sockets;
-4. revocation fan-out: ``adisconnect_user()`` to the last of N sockets closed,
+4. RSS per idle connection with N open sockets;
+5. revocation fan-out: ``adisconnect_user()`` to the last of N sockets closed,
    over two daphne processes on channels-redis.
 
 Prints the results as markdown (and writes them to bench/results/latest.md),
@@ -26,6 +31,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -41,6 +47,7 @@ import tempfile
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -76,8 +83,18 @@ class Params:
     inproc_batches: int
 
 
-FULL = Params(rounds=4, seconds=5.0, concurrency=20, idle_sockets=1000, revoke_sockets=1000, inproc_calls=400, inproc_batches=7)
-QUICK = Params(rounds=1, seconds=0.4, concurrency=20, idle_sockets=100, revoke_sockets=200, inproc_calls=50, inproc_batches=3)
+    storm_users: int
+    storm_sockets_per_user: int
+
+
+FULL = Params(
+    rounds=4, seconds=3.0, concurrency=20, idle_sockets=1000, revoke_sockets=1000, inproc_calls=400, inproc_batches=7,
+    storm_users=100, storm_sockets_per_user=10,
+)  # fmt: skip
+QUICK = Params(
+    rounds=1, seconds=0.4, concurrency=20, idle_sockets=100, revoke_sockets=200, inproc_calls=50, inproc_batches=3,
+    storm_users=20, storm_sockets_per_user=10,
+)  # fmt: skip
 
 
 # --- a minimal WebSocket client ---------------------------------------------
@@ -200,6 +217,8 @@ class LoadResult:
     ok: int = 0
     elapsed: float = 0.0
     queries: int = 0
+    #: new database connections (PostgreSQL: sessions it accepted; SQLite: Django's connection_created)
+    connections: int = 0
     latencies: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
     #: handshakes/s of each round
@@ -210,6 +229,7 @@ class LoadResult:
         self.elapsed += other.elapsed
         self.rates.append(other.ok / other.elapsed if other.elapsed else 0.0)
         self.queries += other.queries
+        self.connections += other.connections
         self.latencies.extend(other.latencies)
         self.failures.update(other.failures)
 
@@ -226,11 +246,12 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
 
-async def load(client: Client, seconds: float, concurrency: int) -> LoadResult:
+async def load(clients: list[Client], seconds: float, concurrency: int) -> LoadResult:
+    """``concurrency`` workers, worker ``i`` handshaking as ``clients[i % len(clients)]``, for ``seconds``."""
     result = LoadResult()
     deadline = time.perf_counter() + seconds
 
-    async def worker() -> None:
+    async def worker(client: Client) -> None:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
@@ -245,12 +266,12 @@ async def load(client: Client, seconds: float, concurrency: int) -> LoadResult:
                 result.latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(clients[i % len(clients)]) for i in range(concurrency)))
     result.elapsed = time.perf_counter() - started
     return result
 
 
-async def open_many(clients: list[Client], concurrency: int) -> tuple[list[tuple[Any, Any]], Counter[str]]:
+async def open_many(clients: list[Client], concurrency: int, timeout: float = 20) -> tuple[list[tuple[Any, Any]], Counter[str]]:
     """Open one socket per client, ``concurrency`` at a time; failures counted."""
     opened: list[tuple[Any, Any]] = []
     failures: Counter[str] = Counter()
@@ -259,12 +280,12 @@ async def open_many(clients: list[Client], concurrency: int) -> tuple[list[tuple
     async def one(client: Client) -> None:
         async with gate:
             try:
-                async with asyncio.timeout(20):
+                async with asyncio.timeout(timeout):
                     opened.append(await client.open())
             except HandshakeFailed as exc:
                 failures[str(exc)] += 1
             except TimeoutError:
-                failures["timeout (20 s)"] += 1
+                failures[f"timeout ({timeout:g} s)"] += 1
 
     await asyncio.gather(*(one(c) for c in clients))
     return opened, failures
@@ -292,13 +313,17 @@ class Server:
                 return int(line.split()[1])
         raise RuntimeError("no VmRSS")
 
-    def queries(self) -> int:
+    def stats(self) -> dict[str, int]:
+        """The server's own counts so far: SQL ``queries`` and database ``connections`` opened."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
             sock.sendall(f"GET /bench/stats HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
-        return int(json.loads(data.split(b"\r\n\r\n", 1)[1])["queries"])
+        return {k: int(v) for k, v in json.loads(data.split(b"\r\n\r\n", 1)[1]).items()}
+
+    def queries(self) -> int:
+        return self.stats()["queries"]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -364,42 +389,107 @@ def jwks_token(server: Any, sub: str) -> str:
 # --- the run --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Mode:
+    """A database the handshake table is measured on (BENCH_CONFIG["db"] without its address)."""
+
+    key: str
+    title: str
+    db: dict[str, Any]
+
+    @property
+    def postgresql(self) -> bool:
+        return self.db["engine"] == "postgresql"
+
+
+MODES = [
+    Mode("sqlite", "SQLite, Django's defaults (CONN_MAX_AGE = 0)", {"engine": "sqlite"}),
+    Mode("pg", "PostgreSQL, Django's defaults (CONN_MAX_AGE = 0)", {"engine": "postgresql", "conn_max_age": 0}),
+    Mode("pg-persistent", "PostgreSQL, persistent connections (CONN_MAX_AGE = None)", {"engine": "postgresql", "conn_max_age": None}),
+    Mode("pg-pool", 'PostgreSQL, Django\'s psycopg pool (OPTIONS = {"pool": True})', {"engine": "postgresql", "conn_max_age": 0, "pool": True}),
+]  # fmt: skip
+PG_DATABASE = "bench"
+
+
 @dataclass
 class Config:
-    """One handshake row: a server and how the client presents its token."""
+    """One handshake row: a server and how its clients present their tokens."""
 
     label: str
     server: str
     source: str  # "subprotocol", "header" or "-"
-    token: str | None
+    kind: str | None  # the credential: "drf", "jwt", "jwks"; None: no authentication
     scheme: str = "Bearer"
 
-    def client(self, port: int, user: str = USER) -> Client:
-        if self.token is None:
+    def client(self, port: int, user: str, tokens: dict[str, str]) -> Client:
+        if self.kind is None:
             return Client(port, [], "-")
+        token = tokens[self.kind]
         if self.source == "subprotocol":
-            return Client(port, [("Sec-WebSocket-Protocol", f"access_token, {self.token}")], user, "access_token")
-        return Client(port, [("Authorization", f"{self.scheme} {self.token}")], user)
+            return Client(port, [("Sec-WebSocket-Protocol", f"access_token, {token}")], user, "access_token")
+        return Client(port, [("Authorization", f"{self.scheme} {token}")], user)
+
+    def clients(self, port: int, credentials: list[tuple[str, dict[str, str]]]) -> list[Client]:
+        """One client per user: each load worker is a user of its own, as real traffic is.
+
+        (With one token for all, concurrent handshakes would share their
+        lookups, flights.py, and the table would measure the storm case.)
+        """
+        return [self.client(port, user, tokens) for user, tokens in credentials]
+
+
+BEARER_DRF = "channels-bearer DRFTokenBackend"
+BEARER_JWT = "channels-bearer SimpleJWTBackend"
+PEER_DRF = "channels-auth-token-middlewares DRF"
+PEER_JWT = "channels-auth-token-middlewares SimpleJWT"
+#: credential kind → (name in targets, channels-bearer's server, the peer's server)
+COMPARED = {"drf": ("DRF", "drf", "peer-drf"), "jwt": ("SimpleJWT", "simplejwt", "peer-jwt")}
+#: (name in targets, server) of the warm cached rows
+CACHED = [("DRF token", "drf-cached"), ("SimpleJWT user", "jwt-cached")]
+
+
+def handshake_rows(mode: Mode) -> list[Config]:
+    """Every table's rows; SQLite's also the browser's source (subprotocol) and JWKSBackend."""
+    sources = ("header",) if mode.postgresql else ("subprotocol", "header")
+    rows = [
+        Config("no authentication (the limit)", "noauth", "-", None),
+        Config(PEER_DRF, "peer-drf", "header", "drf", scheme="Token"),
+        Config(PEER_JWT, "peer-jwt", "header", "jwt"),
+        *(Config(BEARER_DRF, "drf", source, "drf") for source in sources),
+        *(Config(BEARER_JWT, "simplejwt", source, "jwt") for source in sources),
+        Config(f"{BEARER_DRF}, cached", "drf-cached", "header", "drf"),
+        Config(f"{BEARER_JWT}, user cached", "jwt-cached", "header", "jwt"),
+    ]
+    if not mode.postgresql:
+        rows.append(Config("channels-bearer JWKSBackend (RS256)", "jwks", "header", "jwks"))
+    return rows
 
 
 INPROC_CASES = ["DRFTokenBackend", "DRFTokenBackend, cached", "SimpleJWTBackend", "JWKSBackend (RS256)"]
-SHARED = [("drf", "peer-drf", "DRF uncached", 1.0), ("simplejwt", "peer-jwt", "SimpleJWT", 1.0), ("drf-cached", "peer-drf", "DRF cached (caching applies)", 1.5)]
+MIXIN_TARGET = "idle socket with BearerConsumerMixin ≤ 1.2× the bare middleware's KiB per socket"
 
 
 def revocation_target(n: int) -> str:
-    return f"revocation fan-out: all {n:,} sockets of one user over two daphne processes closed < 1 s"
+    return f"revocation fan-out: all {n:,} sockets of one user over two daphne processes closed < 0.5 s"
+
+
+def storm_target(params: Params, name: str) -> str:
+    sockets = params.storm_users * params.storm_sockets_per_user
+    return f"reconnect storm, {name}: {sockets:,} sockets / {params.storm_users} tokens ≤ {params.storm_users} lookups, all reconnected"
 
 
 def target_names(params: Params) -> list[str]:
     names = []
-    for name in ("SimpleJWT", "cached DRF"):
-        for source in ("subprotocol", "header"):
-            names.append(f"{name} ({source}) ≥ 0.90× no-auth throughput")
-    for _, _, name, wanted in SHARED:
-        for source in ("subprotocol", "header"):
-            names.append(f"{name} ({source}) ≥ {wanted:.1f}× the peer")
-    for source in ("subprotocol", "header"):
-        names.append(f"0 queries per cached DRF handshake ({source})")
+    for name, _, _ in COMPARED.values():
+        names.append(f"PostgreSQL, CONN_MAX_AGE = 0: {name} ≥ 1.2× the peer")
+        names.append(f"PostgreSQL, CONN_MAX_AGE = 0: {name} new connections / handshake ≤ the peer's")
+    for name, _, _ in COMPARED.values():
+        names.append(f"SQLite, defaults: {name} ≥ 1.0× the peer")
+    for database in ("SQLite", "PostgreSQL"):
+        for name, _ in CACHED:
+            names.append(f"warm cached {name}, {database}: ≥ 0.90× no-auth, 0 queries")
+    names += [storm_target(params, name) for name, _, _ in COMPARED.values()]
+    names.append(MIXIN_TARGET)
     names += [f"in-process {case} ≤ 1.2× the floor" for case in INPROC_CASES]
     names.append(revocation_target(params.revoke_sockets))
     return names
@@ -436,7 +526,8 @@ class Bench:
         sys.path[:0] = [str(ROOT), str(BENCH)]
         os.environ["DJANGO_SETTINGS_MODULE"] = "benchproject.settings"
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        wanted = 4 * max(self.params.idle_sockets, self.params.revoke_sockets) + 256
+        storm = self.params.storm_users * self.params.storm_sockets_per_user
+        wanted = 4 * max(self.params.idle_sockets, self.params.revoke_sockets, storm) + 256
         if soft < wanted:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
         RESULTS.mkdir(exist_ok=True)
@@ -471,24 +562,67 @@ class Bench:
                 time.sleep(0.05)
         else:
             self.notes.append("redis-server not found: the revocation fan-out was not measured.")
+        self.pg = self.start_postgres()
+        # This process' own connection is kept (the servers' BENCH_CONFIG say
+        # theirs): the in-process floor is one hop on an open connection.
+        os.environ["BENCH_CONFIG"] = json.dumps({"db": {"engine": "sqlite", "conn_max_age": None}})
         import django
 
         django.setup()
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0, interactive=False)
-        from django.contrib.auth import get_user_model
+        if self.pg is not None:
+            call_command("migrate", database="pg", verbosity=0, interactive=False)
+        self.jwks = jwks_server()
+        self.make_users()
 
-        from channels_bearer.tokens import make_token
+    def start_postgres(self) -> Any:
+        """A throwaway cluster on core 0 beside the servers, logging each session it accepts; None if impossible."""
+        from tests.support.servers import PostgresProcess
+
+        try:
+            pg = PostgresProcess(options="-c log_connections=on", cores=str(SERVER_CORE))
+            pg.start()
+            pg.create_database(PG_DATABASE)
+        except BaseException as exc:  # noqa: BLE001 - pytest.skip() is how postgres_bindir says "not installed"
+            self.notes.append(f"PostgreSQL could not start ({type(exc).__name__}: {exc}): its tables were not measured.")
+            return None
+        self.pg_address = {"host": str(pg.socket_dir), "port": str(pg.port), "user": pg.user, "name": PG_DATABASE}
+        # This process fills that database too, through the alias "pg" (benchproject/settings.py).
+        os.environ["BENCH_PG"] = json.dumps(self.pg_address)
+        return pg
+
+    def make_users(self) -> None:
+        """The same users and tokens in every database: explicit ids, so one JWT fits all."""
+        from django.contrib.auth import get_user_model
+        from rest_framework.authtoken.models import Token
+        from rest_framework_simplejwt.tokens import AccessToken
 
         user_model = get_user_model()
-        self.user = user_model.objects.create_user(USER)
-        self.revokee = user_model.objects.create_user(REVOKEE)
-        self.drf = make_token(self.user, "drf")
-        self.jwt = make_token(self.user, "jwt")
-        self.revokee_jwt = make_token(self.revokee, "jwt")
-        self.jwks = jwks_server()
-        self.jwks_token = jwks_token(self.jwks, USER)
+        p = self.params
+        names = [USER, REVOKEE, *(f"bench-{i:02d}" for i in range(p.concurrency)), *(f"storm-{i:03d}" for i in range(p.storm_users))]
+        users = [user_model(id=pk, username=name) for pk, name in enumerate(names, 1)]
+        for user in users:
+            user.set_unusable_password()
+        self.tokens: dict[str, dict[str, str]] = {
+            user.username: {
+                "drf": Token.generate_key(),
+                "jwt": str(AccessToken.for_user(user)),
+                "jwks": jwks_token(self.jwks, user.username),
+            }
+            for user in users
+        }
+        for alias in ["default"] + (["pg"] if self.pg is not None else []):
+            user_model.objects.using(alias).bulk_create(users)
+            Token.objects.using(alias).bulk_create([Token(key=self.tokens[u.username]["drf"], user_id=u.pk) for u in users])
+        self.user = users[0]
+        self.revokee = users[1]
+        self.drf, self.jwt, self.jwks_token = (self.tokens[USER][kind] for kind in ("drf", "jwt", "jwks"))
+        self.revokee_jwt = self.tokens[REVOKEE]["jwt"]
+        #: the load workers' users, one each
+        self.workers = [(name, self.tokens[name]) for name in names if name.startswith("bench-")]
+        self.storm_users = [(name, self.tokens[name]) for name in names if name.startswith("storm-")]
 
     def teardown(self) -> None:
         if self.redis is not None:
@@ -497,117 +631,216 @@ class Bench:
                 self.redis.wait(10)
         if getattr(self, "jwks", None) is not None:
             self.jwks.stop()
+        if getattr(self, "pg", None) is not None:
+            self.pg.cleanup()
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def db_config(self, mode: Mode) -> dict[str, Any]:
+        return {**mode.db, **self.pg_address} if mode.postgresql else mode.db
+
+    def sessions(self) -> int:
+        """Sessions PostgreSQL has accepted on the bench's database, from its own log (log_connections)."""
+        with self.pg.log.open(errors="replace") as log:
+            return sum(1 for line in log if "connection authorized" in line and f"database={PG_DATABASE}" in line)
 
     # -- 1. handshakes --
 
-    def handshake_specs(self) -> tuple[dict[str, dict[str, Any]], list[Config]]:
-        bearer = lambda backends, **extra: {"stack": "bearer", "bearer": {"BACKENDS": backends, **extra}}  # noqa: E731
-        specs = {
-            "noauth": {"stack": "noauth"},
-            "drf": bearer([DRF]),
-            "drf-cached": bearer([DRF], CACHE="default", CACHE_TTL=CACHED_TTL),
-            "simplejwt": bearer([SIMPLEJWT]),
-            "jwks": bearer([JWKS], JWKS=self.jwks.settings()["JWKS"]),
-            "floor-drf": {"stack": "floor-drf"},
-            "floor-jwt": {"stack": "floor-jwt"},
-            "peer-drf": {"stack": "peer-drf"},
-            "peer-jwt": {"stack": "peer-jwt"},
-        }
-        configs = [Config("no authentication (the limit)", "noauth", "-", None)]
-        for server, label, token in [
-            ("drf", "channels-bearer DRFTokenBackend", self.drf),
-            ("drf-cached", "channels-bearer DRFTokenBackend, cached", self.drf),
-            ("simplejwt", "channels-bearer SimpleJWTBackend", self.jwt),
-            ("jwks", "channels-bearer JWKSBackend (RS256)", self.jwks_token),
-        ]:
-            for source in ("subprotocol", "header"):
-                configs.append(Config(label, server, source, token))
-        configs.append(Config("floor: DRF token query only, one hop", "floor-drf", "header", self.drf))
-        configs.append(Config("floor: AccessToken + user get only, one hop", "floor-jwt", "header", self.jwt))
-        configs.append(Config("channels-auth-token-middlewares DRF", "peer-drf", "header", self.drf, scheme="Token"))
-        configs.append(Config("channels-auth-token-middlewares SimpleJWT", "peer-jwt", "header", self.jwt))
-        return specs, configs
+    def handshake_specs(self, mode: Mode) -> dict[str, dict[str, Any]]:
+        db = self.db_config(mode)
 
-    def handshakes(self) -> dict[tuple[str, str], LoadResult]:
+        def bearer(backends: list[str], **extra: Any) -> dict[str, Any]:
+            return {"stack": "bearer", "db": db, "bearer": {"BACKENDS": backends, **extra}}
+
+        specs = {
+            "noauth": {"stack": "noauth", "db": db},
+            "peer-drf": {"stack": "peer-drf", "db": db},
+            "peer-jwt": {"stack": "peer-jwt", "db": db},
+            "drf": bearer([DRF]),
+            "simplejwt": bearer([SIMPLEJWT]),
+            "drf-cached": bearer([DRF], CACHE="default", CACHE_TTL=CACHED_TTL),
+            "jwt-cached": bearer([SIMPLEJWT], CACHE="default", CACHE_TTL=CACHED_TTL),
+        }
+        if not mode.postgresql:
+            specs["jwks"] = bearer([JWKS], JWKS=self.jwks.settings()["JWKS"])
+        return specs
+
+    def handshakes(self, mode: Mode) -> None:
         p = self.params
-        specs, configs = self.handshake_specs()
-        servers = start_servers(specs, self.env, self.tmp)
-        results = {(c.server, c.source): LoadResult() for c in configs}
+        title = f"### Handshakes, {mode.title}"
+        if mode.postgresql and self.pg is None:
+            self.out(title)
+            self.out()
+            self.out("not measured: PostgreSQL could not start (see the notes below)")
+            self.out()
+            return
+        rows = handshake_rows(mode)
+        servers = start_servers(self.handshake_specs(mode), self.env, self.tmp)
+        results = {(c.server, c.source): LoadResult() for c in rows}
         try:
 
             async def run() -> None:
-                # Warm-up, not counted: imports, the JWKS download, the first cache fill.
-                for config in configs:
-                    await load(config.client(servers[config.server].port), 0.2, 4)
+                # Warm-up, not counted: imports, the JWKS download, each user's first cache fill.
+                for config in rows:
+                    await load(config.clients(servers[config.server].port, self.workers), 0.3, p.concurrency)
                 for round_ in range(p.rounds):
                     # A/B/A/B: every configuration once per round, the order
                     # rotated each round so no one always follows the same one.
-                    shift = round_ % len(configs)
-                    for config in configs[shift:] + configs[:shift]:
+                    shift = round_ % len(rows)
+                    for config in rows[shift:] + rows[:shift]:
                         server = servers[config.server]
-                        before = server.queries()
-                        result = await load(config.client(server.port), p.seconds, p.concurrency)
-                        result.queries = server.queries() - before
+                        before, sessions = server.stats(), self.sessions() if mode.postgresql else 0
+                        result = await load(config.clients(server.port, self.workers), p.seconds, p.concurrency)
+                        after = server.stats()
+                        result.queries = after["queries"] - before["queries"]
+                        # PostgreSQL counts its sessions itself (a pool's checkout is no new one);
+                        # on SQLite, Django's connection_created in the server.
+                        opened = self.sessions() - sessions if mode.postgresql else after["connections"] - before["connections"]
+                        result.connections = opened
                         results[(config.server, config.source)].add(result)
 
             asyncio.run(run())
         finally:
             for server in servers.values():
                 server.stop()
-        self.report_handshakes(configs, results)
-        return results
+        self.report_handshakes(mode, rows, results)
 
-    def report_handshakes(self, configs: list[Config], results: dict[tuple[str, str], LoadResult]) -> None:
+    def report_handshakes(self, mode: Mode, rows: list[Config], results: dict[tuple[str, str], LoadResult]) -> None:
         p = self.params
-        limit = results[("noauth", "-")].rate
+
+        def result(server: str, source: str = "header") -> LoadResult:
+            return results[(server, source)]
+
+        limit = result("noauth", "-").rate
+        peers = {"drf": result("peer-drf").rate, "jwt": result("peer-jwt").rate, "jwks": result("peer-jwt").rate}
         self.out(
-            f"### Handshakes through daphne ({p.concurrency} concurrent clients, "
+            f"### Handshakes, {mode.title} ({p.concurrency} concurrent clients, a user each; "
             f"{p.rounds} interleaved round(s) of {p.seconds:g} s per row)"
         )
         self.out()
-        self.out("| configuration | source | handshakes/s (median round) | × no-auth | p50 ms | p99 ms | SQL queries / handshake | ok | failed |")
-        self.out("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        for config in configs:
+        self.out(
+            "| configuration | source | handshakes/s (median round) | × no-auth | × the peer | p50 ms | p99 ms "
+            "| SQL queries / handshake | new DB connections / handshake | ok | failed |"
+        )
+        self.out("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for config in rows:
             r = results[(config.server, config.source)]
-            self.failures_total += sum(r.failures.values())
-            qph = f"{r.queries / r.ok:.2f}" if r.ok else "n/a"
             failed = sum(r.failures.values())
+            self.failures_total += failed
+            per = (lambda n: f"{n / r.ok:.2f}") if r.ok else (lambda n: "n/a")
+            versus = "—" if config.kind is None or config.server.startswith("peer-") else f"{r.rate / peers[config.kind]:.2f}" if peers[config.kind] else "n/a"
             self.out(
-                f"| {config.label} | {config.source} | {r.rate:,.0f} | {r.rate / limit if limit else 0:.2f} | "
-                f"{r.percentile(50):.1f} | {r.percentile(99):.1f} | {qph} | {r.ok:,} | {failed:,} |"
+                f"| {config.label} | {config.source} | {r.rate:,.0f} | {r.rate / limit if limit else 0:.2f} | {versus} | "
+                f"{r.percentile(50):.1f} | {r.percentile(99):.1f} | {per(r.queries)} | {per(r.connections)} | {r.ok:,} | {failed:,} |"
             )
         self.out()
-        for config in configs:
+        for config in rows:
             r = results[(config.server, config.source)]
             if r.failures:
                 detail = ", ".join(f"{n} × {kind}" for kind, n in r.failures.most_common())
                 self.out(f"- failures, {config.label} ({config.source}): {detail}")
         self.out()
 
-        def rate(server: str, source: str) -> float:
-            return results[(server, source)].rate
+        def per_handshake(r: LoadResult, count: int) -> float:
+            return count / r.ok if r.ok else float("inf")
 
-        floors = {"simplejwt": rate("floor-jwt", "header") / limit if limit else 0.0}
-        for server, name in [("simplejwt", "SimpleJWT"), ("drf-cached", "cached DRF")]:
-            for source in ("subprotocol", "header"):
-                ratio = rate(server, source) / limit if limit else 0.0
-                measured = f"{ratio:.2f}×"
-                if server in floors:
-                    measured += f" (the floor: {floors[server]:.2f}×)"
-                self.target(f"{name} ({source}) ≥ 0.90× no-auth throughput", measured, ratio >= 0.90)
-        for server, peer, name, wanted in SHARED:
-            peer_rate = rate(peer, "header")
-            for source in ("subprotocol", "header"):
-                ratio = rate(server, source) / peer_rate if peer_rate else 0.0
-                self.target(f"{name} ({source}) ≥ {wanted:.1f}× the peer", f"{ratio:.2f}×", ratio >= wanted)
-        for source in ("subprotocol", "header"):
-            r = results[("drf-cached", source)]
-            self.target(
-                f"0 queries per cached DRF handshake ({source})", f"{r.queries} in {r.ok:,} handshakes", r.ok > 0 and r.queries == 0
-            )
+        for name, ours, peer in COMPARED.values():
+            ratio = result(ours).rate / result(peer).rate if result(peer).rate else 0.0
+            if mode.key == "pg":
+                self.target(f"PostgreSQL, CONN_MAX_AGE = 0: {name} ≥ 1.2× the peer", f"{ratio:.2f}×", ratio >= 1.2)
+                mine = per_handshake(result(ours), result(ours).connections)
+                theirs = per_handshake(result(peer), result(peer).connections)
+                self.target(
+                    f"PostgreSQL, CONN_MAX_AGE = 0: {name} new connections / handshake ≤ the peer's",
+                    f"{mine:.2f} (the peer: {theirs:.2f})",
+                    mine <= theirs,
+                )
+            elif mode.key == "sqlite":
+                self.target(f"SQLite, defaults: {name} ≥ 1.0× the peer", f"{ratio:.2f}×", ratio >= 1.0)
+        if mode.key in ("sqlite", "pg"):
+            database = "PostgreSQL" if mode.postgresql else "SQLite"
+            for name, server in CACHED:
+                r = result(server)
+                ratio = r.rate / limit if limit else 0.0
+                self.target(
+                    f"warm cached {name}, {database}: ≥ 0.90× no-auth, 0 queries",
+                    f"{ratio:.2f}×, {r.queries} queries in {r.ok:,}",
+                    ratio >= 0.90 and r.ok > 0 and r.queries == 0,
+                )
 
-    # -- 2. in-process --
+    # -- 2. reconnect storm --
+
+    def storm(self) -> None:
+        p = self.params
+        users, per_user = p.storm_users, p.storm_sockets_per_user
+        n = users * per_user
+        mode = MODES[1] if self.pg is not None else MODES[0]
+        db = self.db_config(mode)
+        self.out(
+            f"### Reconnect storm ({n:,} sockets of {users} users, {per_user} each with one token, "
+            f"opened all at once; {mode.title})"
+        )
+        self.out()
+        specs = {
+            "drf": {"stack": "bearer", "db": db, "bearer": {"BACKENDS": [DRF]}},
+            "simplejwt": {"stack": "bearer", "db": db, "bearer": {"BACKENDS": [SIMPLEJWT]}},
+            # The README's production wiring: CACHE on, so refusals are remembered (NEGATIVE_CACHE_TTL).
+            "refused": {"stack": "bearer", "db": db, "bearer": {"BACKENDS": [DRF], "CACHE": "default"}},
+        }
+        servers = start_servers(specs, self.env, self.tmp)
+        self.out("| storm | settings | sockets | opened | refused as expected | all in after s | database lookups (SQL queries) | failed |")
+        self.out("|---|---|---:|---:|---:|---:|---:|---:|")
+        try:
+            for name, server, kind in [("DRF", "drf", "drf"), ("SimpleJWT", "simplejwt", "jwt")]:
+                config = Config(name, server, "subprotocol", kind)
+                clients = [config.client(servers[server].port, user, tokens) for user, tokens in self.storm_users for _ in range(per_user)]
+                queries, opened, failures, took = self.one_storm(servers[server], clients, expect_refusal=False)
+                failed = sum(failures.values())
+                self.failures_total += failed
+                self.out(f"| {name} tokens | defaults (no CACHE) | {n:,} | {opened:,} | — | {took:.2f} | {queries:,} | {failed:,} |")
+                self.target(
+                    storm_target(p, name),
+                    f"{queries:,} lookups, {opened:,}/{n:,} in ({took:.2f} s)",
+                    queries <= users and opened == n,
+                )
+                if failures:
+                    self.notes.append(f"storm, {name}: " + ", ".join(f"{v} × {k}" for k, v in failures.items()))
+            unknown = [(f"storm-{i:03d}", {"drf": os.urandom(20).hex()}) for i in range(users)]
+            config = Config("refused", "refused", "subprotocol", "drf")
+            clients = [config.client(servers["refused"].port, user, tokens) for user, tokens in unknown for _ in range(per_user)]
+            for wave in ("first", "second, at once after"):
+                queries, refused, failures, took = self.one_storm(servers["refused"], clients, expect_refusal=True)
+                failed = sum(failures.values())
+                self.failures_total += failed
+                self.out(
+                    f"| {users} unknown DRF tokens, {wave} | CACHE (NEGATIVE_CACHE_TTL 5 s) | {n:,} | 0 | {refused:,} | "
+                    f"{took:.2f} | {queries:,} | {failed:,} |"
+                )
+        finally:
+            for server in servers.values():
+                server.stop()
+        self.out()
+
+    def one_storm(self, server: Server, clients: list[Client], *, expect_refusal: bool) -> tuple[int, int, Counter[str], float]:
+        """Open every client at once; (queries the server ran, sockets opened or refused, failures, seconds until the last)."""
+
+        async def run() -> tuple[int, Counter[str], float]:
+            started = time.perf_counter()
+            opened, failures = await open_many(clients, len(clients), timeout=60)
+            took = time.perf_counter() - started
+            for _, writer in opened:
+                writer.close()
+            if expect_refusal:
+                refused = failures.pop("HTTP 403", 0)
+                if opened:
+                    failures["opened, should have been refused"] += len(opened)
+                return refused, failures, took
+            return len(opened), failures, took
+
+        before = server.queries()
+        count, failures, took = asyncio.run(run())
+        return server.queries() - before, count, failures, took
+
+    # -- 3. in-process --
 
     def inprocess(self) -> None:
         from channels.db import database_sync_to_async
@@ -727,7 +960,7 @@ class Bench:
 
         return public_jwk(RSA_KEY_1, RSA_KID_1)
 
-    # -- 3. memory --
+    # -- 4. memory --
 
     def memory(self) -> None:
         n = self.params.idle_sockets
@@ -753,11 +986,11 @@ class Bench:
             servers = start_servers({name: specs[name]}, self.env, self.tmp)
             server = servers[name]
             try:
-                config = Config(label, name, source or "-", self.jwt if source else None)
-                client = config.client(server.port)
+                config = Config(label, name, source or "-", "jwt" if source else None)
+                client = config.client(server.port, USER, self.tokens[USER])
 
                 async def run() -> tuple[int, int, int, Counter[str]]:
-                    await load(client, 0.3, 10)  # warm-up
+                    await load([client], 0.3, 10)  # warm-up
                     await asyncio.sleep(0.5)
                     before = server.rss_kib()
                     opened, failures = await open_many([client] * n, 50)
@@ -780,8 +1013,10 @@ class Bench:
             if failures:
                 self.notes.append(f"memory, {label}: " + ", ".join(f"{k} × {v}" for v, k in failures.items()))
         self.out()
+        ratio = per["bearer-mixin"] / per["bearer"] if per.get("bearer") else float("nan")
+        self.target(MIXIN_TARGET, f"{ratio:.2f}× ({per['bearer-mixin']:.1f} against {per['bearer']:.1f} KiB)", ratio <= 1.2)
 
-    # -- 4. revocation --
+    # -- 5. revocation --
 
     def revocation(self) -> None:
         n = self.params.revoke_sockets
@@ -800,7 +1035,7 @@ class Bench:
 
             async def run() -> tuple[float, int, Counter[Any], Counter[str], float]:
                 clients = [
-                    Config("revokee", server, "subprotocol", self.revokee_jwt).client(servers[server].port, REVOKEE)
+                    Config("revokee", server, "subprotocol", "jwt").client(servers[server].port, REVOKEE, self.tokens[REVOKEE])
                     for server in ("revoke-a", "revoke-b")
                     for _ in range(n // 2)
                 ]
@@ -840,7 +1075,7 @@ class Bench:
             detail += ", ".join(f"{v} × close {k}" for k, v in codes.items() if k != 4403)
             self.out(f"- failures: {detail}")
             self.out()
-        ok = count == n and codes.get(4403, 0) == n and last < 1.0
+        ok = count == n and codes.get(4403, 0) == n and last < 0.5
         self.target(name, f"{last * 1000:.0f} ms, {codes.get(4403, 0):,}/{n:,} closed", ok)
 
     # -- report --
@@ -870,9 +1105,19 @@ class Bench:
             f"- Python {platform.python_version()}, Django {v('django')}, channels {v('channels')}, daphne {v('daphne')}, "
             f"channels-bearer {v('channels-bearer')}, channels-auth-token-middlewares {v('channels-auth-token-middlewares')}, "
             f"simplejwt {v('djangorestframework-simplejwt')}, PyJWT {v('pyjwt')}, channels-redis {v('channels-redis')}, "
-            f"SQLite {__import__('sqlite3').sqlite_version}"
+            f"psycopg {v('psycopg')}, psycopg-pool {v('psycopg-pool')}, SQLite {__import__('sqlite3').sqlite_version}, "
+            f"PostgreSQL {self.pg_version()}"
         )
         self.out()
+
+    def pg_version(self) -> str:
+        if self.pg is None:
+            return "not started"
+        from django.db import connections
+
+        with connections["pg"].cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            return str(cursor.fetchone()[0]).split()[0]
 
     def footer(self) -> None:
         self.out("### Targets")
@@ -900,13 +1145,20 @@ class Bench:
         self.setup()
         try:
             self.header()
-            for section in (self.handshakes, self.inprocess, self.memory, self.revocation):
+            sections: list[tuple[str, Callable[[], None]]] = [
+                *((f"handshakes ({mode.key})", functools.partial(self.handshakes, mode)) for mode in MODES),
+                ("storm", self.storm),
+                ("inprocess", self.inprocess),
+                ("memory", self.memory),
+                ("revocation", self.revocation),
+            ]
+            for name, section in sections:
                 try:
                     section()
                 except Exception:
                     # A broken section is reported, and the others still run.
                     self.failures_total += 1
-                    self.out(f"**{section.__name__} failed:**")
+                    self.out(f"**{name} failed:**")
                     self.out("```")
                     self.out(traceback.format_exc().rstrip())
                     self.out("```")

@@ -2,7 +2,6 @@
 
 * ``noauth``: no authentication middleware at all (the limit);
 * ``bearer``: channels-bearer's ``BearerAuthMiddlewareStack``;
-* ``floor-drf`` / ``floor-jwt``: only the backend's own work (see FloorMiddleware);
 * ``peer-drf`` / ``peer-jwt``: channels-auth-token-middlewares' DRF token or
   SimpleJWT stack (header ``Authorization: Token|Bearer <token>``, or ``?token=``).
 
@@ -10,7 +9,8 @@ All are wrapped in ``AllowedHostsOriginValidator`` as the contract's wiring is,
 and route ``/ws/`` to the same consumer: accept, send the username in one text
 frame, wait. ``BENCH_CONFIG["consumer"] = "mixin"`` uses ``BearerConsumerMixin``
 instead (groups for revocation, expiry timer). HTTP ``/bench/stats`` answers
-``{"queries": <SQL statements run so far>}`` without touching Django.
+``{"queries": <SQL statements run so far>, "connections": <database connections
+opened so far>}`` without touching Django.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class MixinConsumer(BearerConsumerMixin, AsyncWebsocketConsumer):
 async def stats_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = json.dumps({"queries": counting.queries(), "pid": os.getpid()}).encode()
+    body = json.dumps({"queries": counting.queries(), "connections": counting.connections(), "pid": os.getpid()}).encode()
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
@@ -70,36 +70,6 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/bench/stats":
         return await stats_app(scope, receive, send)
     return await django_asgi_app(scope, receive, send)
-
-
-class FloorMiddleware:
-    """The floor: only the backend's own work, in one database hop, and nothing else.
-
-    No source parsing beyond ``Authorization: Bearer``, no refusal, no checks
-    a real middleware needs: what any middleware must at least spend.
-    """
-
-    def __init__(self, inner: Any, kind: str) -> None:
-        self.inner = inner
-        self.kind = kind
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        from channels.db import database_sync_to_async
-
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        token = header.decode("latin-1").partition(" ")[2]
-        user = await database_sync_to_async(self.user)(token)
-        return await self.inner({**scope, "user": user}, receive, send)
-
-    def user(self, token: str) -> Any:
-        if self.kind == "drf":
-            from rest_framework.authtoken.models import Token
-
-            return Token.objects.select_related("user").get(key=token).user
-        from django.contrib.auth import get_user_model
-        from rest_framework_simplejwt.tokens import AccessToken
-
-        return get_user_model().objects.get(id=AccessToken(token)["user_id"])
 
 
 def websocket_stack() -> Any:
@@ -113,8 +83,6 @@ def websocket_stack() -> Any:
         from channels_bearer.middleware import BearerAuthMiddlewareStack
 
         return BearerAuthMiddlewareStack(router)
-    if stack.startswith("floor-"):
-        return FloorMiddleware(router, stack.removeprefix("floor-"))
     if stack == "peer-drf":
         from channels_auth_token_middlewares.middleware import DRFAuthTokenMiddlewareStack
 

@@ -1,4 +1,4 @@
-"""Counts every SQL statement the process runs, on every thread's connection."""
+"""Counts every SQL statement the process runs, on every thread's connection, and the connections it opens."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.db.backends.signals import connection_created
 
 _lock = threading.Lock()
 _executed = 0
+_connections = 0
 
 
 def _count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -20,7 +21,12 @@ def _count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any
 
 def _on_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
     # Django opens a new connection per thread (and, with CONN_MAX_AGE=0, per
-    # database_sync_to_async call): wrap each one as it is made.
+    # database_sync_to_async call): count it, and wrap each one as it is made.
+    # (With Django's pool this is a checkout, not a new PostgreSQL session: the
+    # bench counts those in PostgreSQL's own log.)
+    global _connections
+    with _lock:
+        _connections += 1
     if _count not in connection.execute_wrappers:
         connection.execute_wrappers.append(_count)
 
@@ -31,3 +37,7 @@ def install() -> None:
 
 def queries() -> int:
     return _executed
+
+
+def connections() -> int:
+    return _connections

@@ -2,8 +2,13 @@
 
 The demo project's settings, plus:
   BENCH_CONFIG  JSON: {"stack": "noauth" | "bearer" | "peer-drf" | "peer-jwt",
-                       "consumer": "plain" | "mixin", "bearer": {...CHANNELS_BEARER...}}
+                       "consumer": "plain" | "mixin", "bearer": {...CHANNELS_BEARER...},
+                       "db": {"engine": "sqlite"} | {"engine": "postgresql", "conn_max_age": 0 | null,
+                              "pool": bool, "host": ..., "port": ..., "user": ..., "name": ...}}
   REDIS_URL     channel layer on Redis (the revocation fan-out), as in the demo
+
+The database is at Django's defaults (``CONN_MAX_AGE = 0``) unless the mode
+says otherwise: what a site runs that never touched the setting.
 """
 
 import json
@@ -20,12 +25,22 @@ DEBUG = False
 ASGI_APPLICATION = "benchproject.asgi.application"
 INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "testproject"] + ["testproject", "benchproject"]
 
-# Persistent connections, as production sites run: with the default 0, Channels'
-# database_sync_to_async() closes the connection after every call, so each
-# handshake would open a new SQLite connection (about 1 ms here), while
-# middleware that uses the async ORM (aget) directly keeps its connection: the
-# comparison would measure connection set-up, not authentication.
-DATABASES = {"default": {**DATABASES["default"], "CONN_MAX_AGE": 600}}
+DB = BENCH_CONFIG.get("db", {"engine": "sqlite"})
+if DB["engine"] == "postgresql":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": DB["name"],
+            "HOST": DB["host"],
+            "PORT": DB["port"],
+            "USER": DB["user"],
+            # None: persistent; Django's pool requires 0 (it keeps the connections itself).
+            "CONN_MAX_AGE": DB.get("conn_max_age", 0),
+            "OPTIONS": {"pool": True} if DB.get("pool") else {},
+        }
+    }
+else:
+    DATABASES = {"default": {**DATABASES["default"], "CONN_MAX_AGE": DB.get("conn_max_age", 0)}}
 
 CHANNELS_BEARER = {"BACKENDS": ["channels_bearer.backends.DRFTokenBackend"], **BENCH_CONFIG.get("bearer", {})}
 # The lookup cache is in-process (what CHANNELS_BEARER["CACHE"]="default" means on one server);
@@ -41,3 +56,15 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+
+# bench/run.py itself fills the PostgreSQL database under this alias (the
+# servers get theirs as "default" through BENCH_CONFIG["db"]).
+if os.environ.get("BENCH_PG"):
+    _pg = json.loads(os.environ["BENCH_PG"])
+    DATABASES["pg"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _pg["name"],
+        "HOST": _pg["host"],
+        "PORT": _pg["port"],
+        "USER": _pg["user"],
+    }

@@ -309,7 +309,11 @@ class PostgresProcess:
     outside pytest's (root-only) temporary directories.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, options: str = "", cores: str | None = None) -> None:
+        #: more ``-c name=value`` server options (the bench adds log_connections)
+        self.options = options
+        #: a taskset CPU list the server runs on (the bench pins it beside daphne)
+        self.cores = cores
         self.bindir = postgres_bindir()
         self.port = free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="channels-bearer-pg-"))
@@ -325,9 +329,12 @@ class PostgresProcess:
 
             self.user = getpass.getuser()
 
-    def _run(self, program: str, *args: str) -> None:
+    def _run(self, *command: str) -> None:
+        # The program is the first word not an option of a wrapper (taskset -c LIST).
+        at = 3 if command[0] == "taskset" else 0
+        program = [*command[:at], os.path.join(self.bindir, command[at]), *command[at + 1 :]]
         subprocess.run(
-            [*self._as_owner, os.path.join(self.bindir, program), *args],
+            [*self._as_owner, *program],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -339,9 +346,11 @@ class PostgresProcess:
             self._run("initdb", "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync")
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 " + self.options
         )
-        self._run("pg_ctl", "-D", str(self.datadir), "-o", options, "-l", str(self.workdir / "log"), "-w", "start")
+        # pg_ctl forks the postmaster, which forks every backend: all inherit the pinning.
+        pinned = ["taskset", "-c", self.cores] if self.cores else []
+        self._run(*pinned, "pg_ctl", "-D", str(self.datadir), "-o", options, "-l", str(self.workdir / "log"), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
         if (self.datadir / "postmaster.pid").exists():
@@ -351,6 +360,11 @@ class PostgresProcess:
         """Stop (fast: every connection is dropped) and start again; back when this returns."""
         self.stop()
         self.start()
+
+    @property
+    def log(self) -> Path:
+        """The server's log (with ``log_connections``, one "connection authorized" line per session)."""
+        return self.workdir / "log"
 
     def admin(self, database: str) -> Any:
         """A psycopg connection to ``database``, in autocommit: for counting sessions and backends."""
