@@ -26,10 +26,11 @@ CATALOG: dict[str, str] = {
     "E010": "BACKENDS, SOURCES or HEADER_KEYWORDS is not a list of strings",
     "E011": "BACKENDS is empty: no token could ever be accepted",
     "E012": "QUERY_PARAM, TICKET_PARAM, DRF_TOKEN_MODEL or TICKET_CACHE is not a non-empty string",
-    "E013": "TICKET_TTL, EXPIRY_GRACE, CACHE_TTL or NEGATIVE_CACHE_TTL is not a number of seconds, zero or more",
+    "E013": "TICKET_TTL, EXPIRY_GRACE, CACHE_TTL, NEGATIVE_CACHE_TTL or AUTH_TIMEOUT is not a number of seconds, zero or more",
     "E014": "REFRESH or REVOKE_ON_LOGOUT is not True/False",
     "E015": "HEADER_KEYWORDS is empty while the header source is enabled",
     "E016": "CACHE is neither a cache alias nor None",
+    "E017": "DRF_AUTHENTICATION_CLASSES is neither None nor a list of dotted paths",
     "E026": "JWKS is not a dict",
     "W001": "the query source is enabled: tokens in URLs reach access logs, proxies and browser history",
     # The deployment (channels_bearer.checks).
@@ -44,7 +45,7 @@ CATALOG: dict[str, str] = {
     "E022": "JWKS: ISSUER is not set",
     "E023": "JWKS: AUDIENCE is not set",
     "E024": "JWKS: JWKS_URL or DISCOVERY_URL is not an http(s) URL",
-    "E025": "JWKS: ALGORITHMS is not a list of public-key algorithm names",
+    "E025": "JWKS: ALGORITHMS is neither None nor a list of public-key algorithm names",
     "E027": "JWKS: LEEWAY, CACHE_LIFESPAN, REFRESH_COOLDOWN or FETCH_TIMEOUT is not a number of seconds",
     "E028": "JWKS: USER_FROM_CLAIMS cannot be imported",
     "E029": "JWKS: USER_CLAIM or USER_FIELD is not a non-empty string",
@@ -52,6 +53,8 @@ CATALOG: dict[str, str] = {
     "E041": "JWKS has neither JWKS_URL nor DISCOVERY_URL",
     "E042": "JWKS: SCOPE_CLAIM is neither a claim name nor None",
     "E043": "JWKS: USER_FIELD is not a field of the user model",
+    "E044": "JWKS: PROVIDERS is not a non-empty list of dicts, or other keys stand beside it",
+    "E045": "JWKS: two PROVIDERS have the same ISSUER",
     "W020": "JWKS: a key URL is fetched over plain HTTP (not loopback)",
     "W021": "JWKS: both JWKS_URL and DISCOVERY_URL are set; JWKS_URL is used",
     "W022": "JWKS: FETCH_TIMEOUT is 5 s or more (daphne drops handshakes after about 5 s)",
@@ -59,6 +62,11 @@ CATALOG: dict[str, str] = {
     "E030": "OAuthToolkitBackend: django-oauth-toolkit is not installed",
     "E031": "OAuthToolkitBackend: oauth2_provider is not in INSTALLED_APPS",
     "W030": "OAuthToolkitBackend: the access token model has no token_checksum (django-oauth-toolkit < 3)",
+    # KnoxTokenBackend and DRFAuthenticationBackend.
+    "E050": "KnoxTokenBackend: django-rest-knox is not installed, or knox is not in INSTALLED_APPS",
+    "E051": "DRFAuthenticationBackend: djangorestframework is not installed",
+    "E052": "DRFAuthenticationBackend: no authentication classes to run",
+    "E053": "DRFAuthenticationBackend: an authentication class cannot be imported, or is not one",
 }
 
 

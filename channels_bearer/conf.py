@@ -145,6 +145,14 @@ class BearerSettings:
         return self.current().negative_cache_ttl
 
     @property
+    def AUTH_TIMEOUT(self) -> float:
+        return self.current().auth_timeout
+
+    @property
+    def DRF_AUTHENTICATION_CLASSES(self) -> tuple[str, ...] | None:
+        return self.current().drf_authentication_classes
+
+    @property
     def JWKS(self) -> Mapping[str, Any]:
         return self.current().jwks
 

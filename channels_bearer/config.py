@@ -54,14 +54,21 @@ DEFAULTS: dict[str, Any] = {
     "CACHE_TTL": 60,
     # Seconds a token that matched nothing is remembered in that cache (0: never).
     "NEGATIVE_CACHE_TTL": 5,
+    # Seconds a first-message socket ("message" source) may take to authenticate.
+    "AUTH_TIMEOUT": 10,
+    # DRFAuthenticationBackend: dotted paths, or None for REST_FRAMEWORK's
+    # DEFAULT_AUTHENTICATION_CLASSES (checked by the backend).
+    "DRF_AUTHENTICATION_CLASSES": None,
     # JWKSBackend (checked by the backend: channels_bearer.backends.jwks)
     "JWKS": {},
 }
 
-SOURCE_NAMES = ("subprotocol", "header", "query", "ticket")
+#: Where a credential may be: the first four at the handshake, "message" in
+#: the socket's first frame (BearerConsumerMixin).
+SOURCE_NAMES = ("subprotocol", "header", "query", "ticket", "message")
 REFUSAL_MODES = ("handshake", "close")
 LIST_KEYS = ("BACKENDS", "SOURCES", "HEADER_KEYWORDS")
-SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL", "NEGATIVE_CACHE_TTL")
+SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL", "NEGATIVE_CACHE_TTL", "AUTH_TIMEOUT")
 FLAG_KEYS = ("REFRESH", "REVOKE_ON_LOGOUT")
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class BearerConfig:
     cache: str | None
     cache_ttl: int
     negative_cache_ttl: int
+    auth_timeout: float
+    drf_authentication_classes: tuple[str, ...] | None
     jwks: Mapping[str, Any]
 
     @cached_property
@@ -265,6 +274,16 @@ def _check_values(values: dict[str, Any]) -> Messages:
         for key in FLAG_KEYS
         if not isinstance(values[key], bool)
     ]
+    classes = values["DRF_AUTHENTICATION_CLASSES"]
+    if classes is not None and not (_is_str_list(classes) and all(classes)):
+        messages.append(
+            error(
+                "E017",
+                f"{SETTING_NAME}['DRF_AUTHENTICATION_CLASSES'] = {classes!r} must be None or a list of dotted paths.",
+                "For example ['rest_framework.authentication.TokenAuthentication'], or None for "
+                "REST_FRAMEWORK['DEFAULT_AUTHENTICATION_CLASSES'].",
+            )
+        )
     if values["CACHE"] is not None and (not isinstance(values["CACHE"], str) or not values["CACHE"]):
         messages.append(
             error("E016", f"{SETTING_NAME}['CACHE'] = {values['CACHE']!r} must be a cache alias or None.", "For example 'default'.")
@@ -304,5 +323,9 @@ def _build(raw: Mapping[str, Any], values: dict[str, Any]) -> BearerConfig:
         cache=values["CACHE"],
         cache_ttl=int(values["CACHE_TTL"]),
         negative_cache_ttl=int(values["NEGATIVE_CACHE_TTL"]),
+        auth_timeout=float(values["AUTH_TIMEOUT"]),
+        drf_authentication_classes=(
+            None if values["DRF_AUTHENTICATION_CLASSES"] is None else tuple(values["DRF_AUTHENTICATION_CLASSES"])
+        ),
         jwks=values["JWKS"],
     )

@@ -12,6 +12,9 @@ The middleware validated the token before the consumer was built; the mixin
 adds what only a consumer can do:
 
 * refuse handshakes with no token (``bearer_required``) or missing scopes;
+* or, with first-message authentication (``bearer_message_auth``), accept
+  them and take the token from the first frame (:mod:`channels_bearer.first_message`)
+  before the consumer's ``connect()`` runs;
 * pick the subprotocol for ``accept()``;
 * follow the token's life while the socket is open: close with **4401** when
   it expires, with **4403** when the token or its user is revoked
@@ -36,6 +39,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
+from channels.exceptions import StopConsumer
 from django.core.exceptions import ImproperlyConfigured
 
 from channels_bearer.authentication import authenticate_credential
@@ -47,6 +51,7 @@ from channels_bearer.refusal import log_refusal, refusal_messages
 from channels_bearer.registry import MARK_SCOPE_KEY, registry
 from channels_bearer.revoke import identity_user_key
 from channels_bearer.expiry import Alarm, set_alarm
+from channels_bearer.first_message import AUTH_TIMEOUT_CLOSE, NOT_AUTHENTICATE_REASON, parse_authenticate_message
 from channels_bearer.mailbox import Mailbox
 from channels_bearer.refresh import REFRESH_MESSAGE_TYPE, REFRESHED_MESSAGE_TYPE, parse_refresh_message, refreshed_message
 from channels_bearer.sources import Credential
@@ -57,7 +62,7 @@ __all__ = ["BearerConsumerMixin", "REFRESH_MESSAGE_TYPE", "REFRESHED_MESSAGE_TYP
 logger = logging.getLogger("channels_bearer")
 
 EXPIRED_EVENT = {"type": "bearer.expired"}
-
+AUTH_TIMEOUT_EVENT = {"type": "bearer.auth_timeout"}
 
 
 class BearerConsumerMixin:
@@ -74,6 +79,10 @@ class BearerConsumerMixin:
 
     ``bearer_refresh``: accept in-band refresh messages; ``None`` follows
     ``CHANNELS_BEARER["REFRESH"]``.
+
+    ``bearer_message_auth``: accept a handshake with no token and take it from
+    the first frame, ``{"type": "bearer.authenticate", "token": "..."}``;
+    ``None`` follows ``"message" in CHANNELS_BEARER["SOURCES"]``.
     """
 
     bearer_required: bool = True
@@ -82,6 +91,7 @@ class BearerConsumerMixin:
     #: backend's own notion): refused with ``insufficient_scope`` otherwise.
     bearer_scopes: Sequence[str] = ()
     bearer_refresh: bool | None = None
+    bearer_message_auth: bool | None = None
 
     scope: dict[str, Any]
     base_send: Any
@@ -172,6 +182,8 @@ class BearerConsumerMixin:
             )
         identity = self.bearer
         error = self._bearer.pending or self.bearer_refusal()
+        if error is None and identity is None and self._bearer_message_auth_enabled():
+            return self._bearer_in_kind(self._bearer_await_first_frame(message))
         if error is not None or (self.bearer_required and identity is None):
             log_refusal(self.scope, error, identity.source if identity else None)
             self._bearer.closed = True
@@ -219,6 +231,11 @@ class BearerConsumerMixin:
         return None
 
     def accept(self, subprotocol: str | None = None, headers: Any = None) -> Any:
+        if self._bearer.accepted and self._bearer.connect_message is not None:
+            # First-message authentication accepted the socket already; the
+            # consumer's connect() accepting it is the usual code path, not a
+            # second handshake answer.
+            return _nothing() if self._bearer_is_async else None
         if subprotocol is None:
             subprotocol = self.select_subprotocol()
         self._bearer.accepted = True
@@ -271,6 +288,8 @@ class BearerConsumerMixin:
         return self.close(code=code, reason=reason)  # type: ignore[attr-defined]
 
     def websocket_receive(self, message: Message) -> Any:
+        if self._bearer.awaiting_first_frame:
+            return self._bearer_first_frame(message)
         text = message.get("text")
         if text is not None and self._bearer_refresh_enabled():
             try:
@@ -283,6 +302,89 @@ class BearerConsumerMixin:
 
     def _bearer_refresh_enabled(self) -> bool:
         return conf.REFRESH if self.bearer_refresh is None else self.bearer_refresh
+
+    # -- first-message authentication -------------------------------------------
+
+    def _bearer_message_auth_enabled(self) -> bool:
+        return "message" in conf.SOURCES if self.bearer_message_auth is None else self.bearer_message_auth
+
+    async def _bearer_await_first_frame(self, message: Message) -> None:
+        """Accept a handshake that carried no token, and give the first frame ``AUTH_TIMEOUT`` seconds."""
+        state = self._bearer
+        state.connect_message = message
+        state.awaiting_first_frame = True
+        state.accepted = True
+        await state.send({"type": "websocket.accept", "subprotocol": self.select_subprotocol()})
+        mailbox = state.mailbox
+        state.alarm = set_alarm(mailbox.loop, conf.AUTH_TIMEOUT, lambda: mailbox.put(dict(AUTH_TIMEOUT_EVENT)))
+
+    def bearer_auth_timeout(self, message: Message) -> Any:
+        """No authenticate frame within ``AUTH_TIMEOUT``: close with 4408."""
+        if self._bearer.awaiting_first_frame and not self._bearer.closed:
+            self._bearer.awaiting_first_frame = False
+            log_refusal(self.scope, None, "message")
+            return self.bearer_close(*AUTH_TIMEOUT_CLOSE)
+        return _nothing() if self._bearer_is_async else None
+
+    def _bearer_first_frame(self, message: Message) -> Any:
+        # The consumer's connect() runs in its own kind: awaited for async
+        # consumers, called on the consumer's thread for sync ones (which may
+        # not be inside the coroutine: sync code there could not reach the loop).
+        connect = super().websocket_connect  # type: ignore[misc]
+        connect_message = self._bearer.connect_message
+        if self._bearer_is_async:
+
+            async def run() -> None:
+                if await self._bearer_authenticate_first_frame(message):
+                    await connect(connect_message)
+
+            return run()
+        if async_to_sync(self._bearer_authenticate_first_frame)(message):
+            connect(connect_message)
+        return None
+
+    async def _bearer_authenticate_first_frame(self, message: Message) -> bool:
+        """Authenticate the token of the first frame; ``False`` when the socket was closed instead."""
+        state = self._bearer
+        state.awaiting_first_frame = False
+        if state.alarm is not None:
+            state.alarm.cancel()
+            state.alarm = None
+        send = state.send
+
+        async def close(code: int, reason: str, error: BearerError | None) -> bool:
+            log_refusal(self.scope, error, "message")
+            state.closed = True
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+            return False
+
+        try:
+            token = parse_authenticate_message(message.get("text"))
+        except InvalidRequest as error:
+            return await close(AUTH_TIMEOUT_CLOSE[0], NOT_AUTHENTICATE_REASON, error)
+        mark = registry.mark()
+        try:
+            identity = await authenticate_credential(Credential("message", token), self.scope)
+        except BearerError as error:
+            return await close(error.close_code, error.error, error)
+        self.scope["bearer"] = identity
+        self.scope["user"] = identity.user
+        refusal = self.bearer_refusal()
+        if refusal is not None:
+            return await close(refusal.close_code, refusal.error, refusal)
+        if not self._bearer_register(identity, mark):
+            state.pending = None
+            return await close(*_END[Revoked], Revoked("revoked during authentication"))
+        state.mailbox.loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
+        state.authenticated_late = True
+        return True
+
+    def websocket_disconnect(self, message: Message) -> Any:
+        if self._bearer.connect_message is not None and not self._bearer.authenticated_late:
+            # The client left before authenticating: the consumer's connect()
+            # never ran, so neither does its disconnect().
+            raise StopConsumer()
+        return super().websocket_disconnect(message)  # type: ignore[misc]
 
     async def _bearer_refresh(self, token: str) -> None:
         current = self.bearer
@@ -329,7 +431,10 @@ class BearerConsumerMixin:
 class _SocketState:
     """What the mixin keeps about its socket: one attribute on the consumer, no dict of its own."""
 
-    __slots__ = ("mailbox", "send", "alarm", "registered", "accepted", "closed", "pending")
+    __slots__ = (
+        "mailbox", "send", "alarm", "registered", "accepted", "closed", "pending",
+        "connect_message", "awaiting_first_frame", "authenticated_late",
+    )  # fmt: skip
 
     def __init__(self, mailbox: Mailbox, send: Any) -> None:
         self.mailbox = mailbox
@@ -341,6 +446,12 @@ class _SocketState:
         self.closed = False
         #: An end (revocation, expiry) that came before the accept.
         self.pending: BearerError | None = None
+        #: First-message authentication: the handshake's connect message, kept
+        #: for the consumer's connect(); whether the first frame is awaited;
+        #: whether it authenticated the socket.
+        self.connect_message: Message | None = None
+        self.awaiting_first_frame = False
+        self.authenticated_late = False
 
 
 #: How each end closes an accepted socket: ``(code, reason)``.

@@ -17,6 +17,11 @@ lookup meets a broken connection twice. When the connection itself was lost
 (a restart, an idle timeout, a failover: ``OperationalError`` or
 ``InterfaceError``), the lookup is tried once more on a new connection, so
 the handshake that meets it still succeeds when the database is back.
+
+DRF authentication classes (``DRFAuthenticationBackend``) run on a second
+thread of the same kind, ``channels-bearer-auth``: a class may wait on the
+network (token introspection, a remote user store), and while it waits the
+other backends' lookups go on.
 """
 
 from __future__ import annotations
@@ -30,25 +35,29 @@ from typing import Any, TypeVar
 from asgiref.sync import AsyncToSync, sync_to_async
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
-__all__ = ["close", "on_lookup_thread", "run"]
+__all__ = ["AUTHENTICATION", "LOOKUPS", "close", "on_lookup_thread", "run"]
 
 T = TypeVar("T")
 
-_executor: ThreadPoolExecutor | None = None
+#: The threads work may run on, by name.
+LOOKUPS = "channels-bearer-db"
+AUTHENTICATION = "channels-bearer-auth"
+
+_executors: dict[str, ThreadPoolExecutor] = {}
 _executor_lock = threading.Lock()
 
 
-def _lookup_thread() -> ThreadPoolExecutor:
-    global _executor
+def _lookup_thread(name: str = LOOKUPS) -> ThreadPoolExecutor:
     with _executor_lock:
-        if _executor is None:
-            # One thread: lookups run one at a time, as on Channels' thread, on one connection.
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="channels-bearer-db")
-        return _executor
+        if name not in _executors:
+            # One thread each: lookups run one at a time, as on Channels'
+            # thread, on one connection.
+            _executors[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        return _executors[name]
 
 
-async def run(function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` on the lookup thread, on a connection kept between calls.
+async def run(function: Callable[..., T], *args: Any, thread: str = LOOKUPS) -> T:
+    """``function(*args)`` on the lookup thread (or ``thread``), on a connection kept between calls.
 
     Under ``async_to_sync`` (a Django ``TestCase``'s async test, sync code
     calling async code), on the sync thread that called it instead, as
@@ -58,7 +67,7 @@ async def run(function: Callable[..., T], *args: Any) -> T:
     if _under_async_to_sync():
         result: T = await sync_to_async(_call, thread_sensitive=True)(function, *args)
     else:
-        result = await sync_to_async(_call, thread_sensitive=False, executor=_lookup_thread())(function, *args)
+        result = await sync_to_async(_call, thread_sensitive=False, executor=_lookup_thread(thread))(function, *args)
     return result
 
 
@@ -78,8 +87,11 @@ def on_lookup_thread(function: Callable[[], T]) -> T:
 
 
 def close() -> None:
-    """Close the lookup thread's connections (tests; a process that forks). From sync code."""
-    on_lookup_thread(connections.close_all)
+    """Close every lookup thread's connections (tests; a process that forks). From sync code."""
+    with _executor_lock:
+        executors = list(_executors.values())
+    for executor in executors:
+        executor.submit(connections.close_all).result()
 
 
 def _call(function: Callable[..., T], *args: Any) -> T:

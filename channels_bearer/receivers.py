@@ -9,6 +9,8 @@ lookups, in this process and in every other:
 a DRF token row deleted                         its sockets close; its cache entry goes
 a django-oauth-toolkit access token deleted     the same (``revoke()`` deletes the row)
 (or revoked)
+a knox token row deleted (knox's logout or      the same
+logout-all)
 a token row saved (key, expiry or scope          its cache entry goes
 changed), or created                             (created: no "unknown token" entry stays)
 a user deactivated, deleted, or whose            all their sockets close, whatever
@@ -17,7 +19,9 @@ any other save of a user (but ``last_login``)    their entries go
 a simplejwt outstanding token blacklisted       all the sockets of its user (access
                                                  tokens do not name the refresh token
                                                  they came from)
-``user_logged_out`` (``REVOKE_ON_LOGOUT``)      all the user's sockets
+``user_logged_out`` (``REVOKE_ON_LOGOUT``)      all the user's sockets (not from knox's
+                                                 logout views: the rows they delete say
+                                                 which sockets go)
 =============================================  ===================================
 """
 
@@ -37,6 +41,7 @@ DISPATCH_PREFIX = "channels_bearer.receivers."
 USER = "user"
 DRF_TOKEN = "drf token"
 OAUTH_TOKEN = "oauth token"
+KNOX_TOKEN = "knox token"
 BLACKLISTED_TOKEN = "blacklisted token"
 
 #: sender → what it is to us (``None``: nothing). Every save in the project
@@ -89,6 +94,11 @@ def _classify(sender: Any) -> str | None:
 
         if label == str(oauth2_settings.ACCESS_TOKEN_MODEL).lower():
             return OAUTH_TOKEN
+    if apps.is_installed("knox"):
+        from knox.settings import knox_settings
+
+        if label == str(knox_settings.TOKEN_MODEL).lower():
+            return KNOX_TOKEN
     if label == "token_blacklist.blacklistedtoken":
         return BLACKLISTED_TOKEN
     return None
@@ -104,6 +114,10 @@ def token_id_of(kind: str, row: Any) -> str | None:
         from channels_bearer.backends.oauth_toolkit import OAuthToolkitBackend
 
         return OAuthToolkitBackend.token_id_of(row)
+    if kind == KNOX_TOKEN:
+        from channels_bearer.backends.knox import KnoxTokenBackend
+
+        return KnoxTokenBackend.token_id_of(row)
     return None
 
 
@@ -145,18 +159,25 @@ def deleted(sender: Any, instance: Any, using: str | None = None, **kwargs: Any)
     kind = kind_of(sender)
     if kind == USER:
         announce(Revocation(user=user_key(instance), reason="user_deleted", invalidate=True), using)
-    elif kind in (DRF_TOKEN, OAUTH_TOKEN):
+    elif kind in (DRF_TOKEN, OAUTH_TOKEN, KNOX_TOKEN):
         token_id = token_id_of(kind, instance)
         if token_id is not None:
-            reason = "token_deleted" if kind == DRF_TOKEN else "token_revoked"
+            reason = "token_revoked" if kind == OAUTH_TOKEN else "token_deleted"
             announce(Revocation(token_id=token_id, reason=reason, invalidate=True), using)
 
 
 def logged_out(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
     from channels_bearer.conf import conf
 
-    if user is not None and conf.REVOKE_ON_LOGOUT:
-        publish(Revocation(user=user_key(user), reason="logged_out"))
+    if user is None or not conf.REVOKE_ON_LOGOUT:
+        return
+    # knox's LogoutView and LogoutAllView send user_logged_out with the DRF
+    # request its token authenticated, after deleting the token rows: those
+    # deletes close exactly the sockets the logout ends (one token, or all).
+    auth = getattr(request, "auth", None) if hasattr(request, "successful_authenticator") else None
+    if auth is not None and kind_of(type(auth)) == KNOX_TOKEN:
+        return
+    publish(Revocation(user=user_key(user), reason="logged_out"))
 
 
 def _forget_kinds(**kwargs: Any) -> None:

@@ -55,6 +55,10 @@ def describe_auth(auth: Any) -> tuple[str | None, Any, frozenset[str]]:
         from channels_bearer.backends.drf import DRFTokenBackend
 
         return DRFTokenBackend.token_id_of(auth), None, frozenset()
+    if isinstance(getattr(auth, "digest", None), str) and hasattr(auth, "token_key"):  # django-rest-knox
+        from channels_bearer.backends.knox import KnoxTokenBackend
+
+        return KnoxTokenBackend.token_id_of(auth), getattr(auth, "expiry", None), frozenset()
     if isinstance(getattr(auth, "token", None), str):  # django-oauth-toolkit AccessToken
         from channels_bearer.backends.oauth_toolkit import OAuthToolkitBackend
 

@@ -31,3 +31,13 @@ class WhoAmIConsumer(BearerConsumerMixin, AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if text_data is not None:
             await self.send(text_data=text_data)
+
+
+class WhoAmIMessageConsumer(WhoAmIConsumer):
+    """``/ws/whoami/`` for clients that send their token in the first frame.
+
+    The handshake needs no token; the greeting follows the accepted
+    ``{"type": "bearer.authenticate", "token": "..."}`` frame.
+    """
+
+    bearer_message_auth = True

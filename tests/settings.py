@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     # OAuthToolkitBackend is tested against the toolkit's real models and migrations.
     "oauth2_provider",
+    # KnoxTokenBackend and DRFAuthenticationBackend are tested against knox's real models.
+    "knox",
     "channels",
     "channels_bearer",
 ]

@@ -18,7 +18,7 @@ from channels_bearer.testing.tokens import amake_ticket, amake_token
 
 __all__ = ["DEFAULT_ORIGIN", "VIAS", "BearerCommunicator", "DenialResponse"]
 
-VIAS: tuple[str, ...] = ("subprotocol", "header", "query", "ticket")
+VIAS: tuple[str, ...] = ("subprotocol", "header", "query", "ticket", "message")
 
 #: What the communicators send as ``Origin`` unless given headers of their own:
 #: ``testserver`` is in Django's test ``ALLOWED_HOSTS``, so the handshake passes
@@ -49,8 +49,14 @@ TokenMinter = Callable[[], Awaitable["str | None"]]
 class BearerCommunicator(WebsocketCommunicator):
     """A ``WebsocketCommunicator`` whose handshake carries a bearer token.
 
-    ``token``: the token (for ``via="ticket"``, a ticket), or ``None`` for a
-    handshake without credentials. ``headers``, ``subprotocols`` and
+    ``token``: the token, or ``None`` for a handshake without credentials.
+    ``via`` is where a client puts it: ``"subprotocol"``, ``"header"``,
+    ``"query"``, ``"ticket"`` (the token, a DRF token or JWT, is exchanged for
+    a one-time ticket through the configured backends, as a client would ask
+    ``TicketView``, and the handshake carries the ticket) or ``"message"``
+    (first-message authentication: ``connect()`` sends the authenticate frame
+    right after the accept). ``ticket``: a ticket you already hold, sent
+    as it is (instead of ``token``). ``headers``, ``subprotocols`` and
     ``spec_version`` are Channels' own; when ``headers`` is not given the
     handshake sends ``Host: testserver`` and ``Origin: http://testserver``.
     ``subprotocols`` are application subprotocols, offered after the token.
@@ -82,8 +88,9 @@ class BearerCommunicator(WebsocketCommunicator):
         application: Any,
         path: str,
         *,
-        token: str | None,
+        token: str | None = None,
         via: str = "subprotocol",
+        ticket: str | None = None,
         headers: Iterable[tuple[bytes, bytes]] | None = None,
         subprotocols: Iterable[str] | None = None,
         spec_version: int | None = None,
@@ -115,7 +122,15 @@ class BearerCommunicator(WebsocketCommunicator):
             raise ValueError(f"via must be one of {', '.join(map(repr, VIAS))}, not {via!r}.")
         if http_response:
             self.scope["extensions"] = {"websocket.http.response": {}}
-        if token is not None:
+        if ticket is not None:
+            if token is not None:
+                raise ValueError("give token= (exchanged for a ticket with via='ticket') or ticket=, not both")
+            self.via = "ticket"
+            self._present(ticket)
+        elif token is not None and via == "ticket":
+            exchanged = token
+            self._defer(lambda: _exchange_for_ticket(exchanged))
+        elif token is not None:
             self._present(token)
 
     @classmethod
@@ -139,12 +154,7 @@ class BearerCommunicator(WebsocketCommunicator):
 
         async def mint() -> str | None:
             token = await amake_token(user, kind)
-            if via != "ticket":
-                return token
-            identity = await _identify(token, kind)
-            return await amake_ticket(
-                user, token_id=identity.token_id, expires_at=identity.expires_at, scopes=identity.scopes
-            )
+            return token if via != "ticket" else await _exchange_for_ticket(token)
 
         communicator = cls(application, path, token=None, via=via, **kwargs)
         communicator._defer(mint)
@@ -164,6 +174,8 @@ class BearerCommunicator(WebsocketCommunicator):
     def _present(self, token: str) -> None:
         """Put ``token`` into the scope where a client of kind ``via`` puts it."""
         self._token = token
+        if self.via == "message":
+            return  # sent in the first frame, after the accept
         if self.via == "subprotocol":
             self.scope["subprotocols"] = [conf.SUBPROTOCOL, subprotocol_entry(token), *self._app_subprotocols]
         elif self.via == "header":
@@ -227,6 +239,10 @@ class BearerCommunicator(WebsocketCommunicator):
         self.subprotocol = response.get("subprotocol")
         if self.check_subprotocol:
             self._check_answer()
+        if self.via == "message" and self._token is not None:
+            from channels_bearer.first_message import AUTHENTICATE_MESSAGE_TYPE
+
+            await self.send_json_to({"type": AUTHENTICATE_MESSAGE_TYPE, "token": self._token})
         return True, self.subprotocol
 
     def _check_answer(self) -> None:
@@ -292,12 +308,18 @@ class BearerCommunicator(WebsocketCommunicator):
         await self.aclose()
 
 
-async def _identify(token: str, kind: str) -> Any:
-    """The identity the backends give ``token``, so a ticket carries its id and expiry."""
+async def _exchange_for_ticket(token: str) -> str:
+    """A one-time ticket for ``token``, as ``TicketView`` issues one to the client that presents it.
+
+    The token is judged by the configured backends (refused as a client's
+    would be: ``BearerError``), and the ticket carries its user, id, expiry
+    and scopes, so revoking the token voids the ticket.
+    """
     from channels_bearer.authentication import authenticate_credential
     from channels_bearer.sources import Credential
 
-    return await authenticate_credential(Credential("header", token), {"type": "websocket"})
+    identity = await authenticate_credential(Credential("header", token), {"type": "websocket"})
+    return await amake_ticket(identity.user, token_id=identity.token_id, expires_at=identity.expires_at, scopes=identity.scopes)
 
 
 # -- assertions ------------------------------------------------------------------

@@ -84,7 +84,7 @@ def make_ticket(
     ``token_id`` / ``expires_at`` / ``scopes`` describe the token the ticket is
     issued "for" (``None``: a session); a socket opened with the ticket then
     closes when that token would expire, and revoking it voids the ticket.
-    Send it with ``BearerCommunicator(..., token=ticket, via="ticket")``.
+    Send it with ``BearerCommunicator(..., ticket=ticket)``.
     """
     from channels_bearer.tickets import issue_ticket
 

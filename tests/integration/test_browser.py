@@ -270,6 +270,41 @@ async ({url, tokens, maxReconnects}) => new Promise((resolve) => {
 """
 
 
+@pytest.mark.parametrize(("protocols", "answered"), [([], ""), (["whoami.v1"], "whoami.v1")])
+def test_first_message_authentication_through_the_helper(
+    page: Any, server: Server, accounts: Accounts, protocols: list[str], answered: str
+) -> None:
+    open_page(page, server)
+    seen = open_socket(page, server, token=accounts.jwt, via="helper-message", protocols=protocols, path="/ws/whoami-message/")
+    # The page's own onopen ran after the helper sent the authenticate frame;
+    # the first frame the page gets is the greeting, the second its echo.
+    assert seen["events"] == ["open", "message", "message", "close"], seen
+    assert seen["protocol"] == answered
+    assert seen["frame"]["user"] == accounts.username
+    assert seen["frame"]["source"] == "message"
+    assert seen["frame"]["backend"] == SIMPLEJWT
+    assert seen["frame"]["subprotocols"] == protocols  # the token was never in the list
+    assert seen["echo"] == "ping from the page"
+    assert seen["code"] == 1000
+    assert log_lines_with(server, accounts.jwt) == []
+
+
+def test_first_message_with_a_bad_token_closes_4401_in_the_page(page: Any, server: Server) -> None:
+    open_page(page, server)
+    seen = open_socket(page, server, token="f" * 40, via="helper-message", path="/ws/whoami-message/")
+    assert seen["events"] == ["open", "close"], seen
+    assert seen["code"] == 4401
+
+
+def test_the_helper_refuses_an_unknown_via(page: Any, server: Server, accounts: Accounts) -> None:
+    open_page(page, server)
+    thrown = page.evaluate(
+        "t => { try { channelsBearer.connect('/ws/whoami/', t, {via: 'carrier-pigeon'}); } catch (e) { return e.name + ': ' + e.message; } }",
+        accounts.drf,
+    )
+    assert thrown.startswith("TypeError: channelsBearer: options.via must be one of subprotocol, message")
+
+
 def test_open_with_an_async_token_provider(page: Any, server: Server, accounts: Accounts) -> None:
     open_page(page, server)
     seen = page.evaluate(PROVIDER_JS, {"url": "/ws/whoami/", "tokens": [accounts.passphrase]})

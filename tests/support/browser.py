@@ -38,7 +38,9 @@ async ({url, via, token, protocols}) => new Promise((resolve) => {
   try {
     ws = via === "helper"
       ? channelsBearer.connect(url, token, {protocols})
-      : new WebSocket(url, protocols);
+      : via === "helper-message"
+        ? channelsBearer.connect(url, token, {protocols, via: "message"})
+        : new WebSocket(url, protocols);
   } catch (error) {
     resolve({thrown: error.name, message: String(error.message)});
     return;

@@ -13,6 +13,10 @@ Key Set (JWKS)::
         },
     }
 
+Several providers at once (customers on Auth0, staff on Azure AD): ``"JWKS":
+{"PROVIDERS": [{...}, {...}]}``, one dict of the same keys each; a token goes
+to the provider its ``iss`` names.
+
 Three modules: :mod:`.settings` (the ``JWKS`` keys and their validator),
 :mod:`.keys` (fetching, parsing and caching the key set, in threads of its
 own) and :mod:`.backend` (``JWKSBackend``: validating a token, finding its
@@ -20,8 +24,14 @@ user).
 """
 
 from channels_bearer.backends.jwks.backend import DECODE_ERRORS, JWKSBackend
-from channels_bearer.backends.jwks.keys import JWKSKeyStore, parse_jwks
-from channels_bearer.backends.jwks.settings import ASYMMETRIC_ALGORITHMS, JWKS_DEFAULTS, JWKSSettings, check_jwks_settings
+from channels_bearer.backends.jwks.keys import JWKSKeyStore, implied_algorithm, parse_jwks
+from channels_bearer.backends.jwks.settings import (
+    ASYMMETRIC_ALGORITHMS,
+    JWKS_DEFAULTS,
+    JWKSSettings,
+    check_jwks_providers,
+    check_jwks_settings,
+)
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -30,6 +40,8 @@ __all__ = [
     "JWKSKeyStore",
     "JWKSSettings",
     "JWKS_DEFAULTS",
+    "check_jwks_providers",
     "check_jwks_settings",
+    "implied_algorithm",
     "parse_jwks",
 ]

@@ -24,7 +24,7 @@ from django.utils.module_loading import import_string
 from channels_bearer import database, flights
 from channels_bearer.backends.base import BaseBackend, Scope, scopes_from_claims, timestamp_to_datetime, unverified_jwt_claims
 from channels_bearer.backends.jwks.keys import JWKSKeyStore
-from channels_bearer.backends.jwks.settings import ASYMMETRIC_ALGORITHMS, JWKSSettings, check_jwks_settings
+from channels_bearer.backends.jwks.settings import ASYMMETRIC_ALGORITHMS, JWKSSettings, check_jwks_providers
 from channels_bearer.cache import USER, Lookup, cached_lookup, local_hit, user_lookup_id
 from channels_bearer.check_ids import error
 from channels_bearer.conf import SETTING_NAME, conf
@@ -52,10 +52,14 @@ class JWKSBackend(BaseBackend):
     """Validates JWTs signed by an OAuth 2.0 / OpenID Connect server's published keys.
 
     Settings: ``CHANNELS_BEARER["JWKS"]`` (see :data:`JWKS_DEFAULTS` and the
-    docs/backends.md). A JWT whose ``iss`` is not ``ISSUER`` is not this backend's: the
-    next backend is asked. One that is ours must have an allowed ``alg``, a
-    signature by a published key, the ``AUDIENCE``, and an unexpired ``exp``;
-    ``nbf``/``iat`` are honoured, with ``LEEWAY`` seconds of clock skew.
+    docs/backends.md), for one provider or, under ``PROVIDERS``, several. A
+    token goes to the provider whose ``ISSUER`` is its (unverified) ``iss``
+    and is verified with that provider's keys only; a JWT of no configured
+    issuer is not this backend's: the next backend is asked. One that is ours
+    must have an ``alg`` its key is for (the key's ``alg``, else what its type
+    and curve imply; within ``ALGORITHMS`` when that is set), a signature by a
+    published key, the ``AUDIENCE``, and an unexpired ``exp``; ``nbf``/``iat``
+    are honoured, with ``LEEWAY`` seconds of clock skew.
 
     The user is found by ``USER_FIELD`` = the ``USER_CLAIM`` claim (created when
     ``CREATE_USERS``), or by the ``USER_FROM_CLAIMS`` hook. Override
@@ -63,7 +67,7 @@ class JWKSBackend(BaseBackend):
     """
 
     def __init__(self) -> None:
-        self._config: JWKSSettings | None = None
+        self._providers: dict[str, JWKSSettings] | None = None
         self._stores: dict[tuple[Any, ...], JWKSKeyStore] = {}
         self._stores_lock = threading.Lock()
 
@@ -88,19 +92,28 @@ class JWKSBackend(BaseBackend):
         raw = getattr(settings, SETTING_NAME, {})
         jwks = raw.get("JWKS", {}) if isinstance(raw, Mapping) else {}
         if isinstance(jwks, Mapping):
-            messages.extend(check_jwks_settings(jwks)[1])
+            messages.extend(check_jwks_providers(jwks)[1])
         return messages
 
-    def get_config(self) -> JWKSSettings:
-        """The validated settings; ``ImproperlyConfigured`` names the first problem."""
+    def get_providers(self) -> dict[str, JWKSSettings]:
+        """The validated providers by issuer; ``ImproperlyConfigured`` names the first problem."""
         # Built once per backend instance: instances are rebuilt on setting_changed.
-        if self._config is None:
-            config, messages = check_jwks_settings(conf.JWKS)
-            if config is None:
+        if self._providers is None:
+            configs, messages = check_jwks_providers(conf.JWKS)
+            if configs is None:
                 first = next(m for m in messages if isinstance(m, Error))
                 raise ImproperlyConfigured(f"{first.msg} {first.hint}")
-            self._config = config
-        return self._config
+            self._providers = {config.issuer: config for config in configs}
+        return self._providers
+
+    def get_config(self) -> JWKSSettings:
+        """The settings of the one provider (the first, with ``PROVIDERS``)."""
+        return next(iter(self.get_providers().values()))
+
+    def provider_for(self, claims: dict[str, Any]) -> JWKSSettings | None:
+        """The provider an (unverified) token names in ``iss``; ``None``: not this backend's."""
+        issuer = claims.get("iss")
+        return self.get_providers().get(issuer) if isinstance(issuer, str) else None
 
     def get_key_store(self, config: JWKSSettings) -> JWKSKeyStore:
         with self._stores_lock:
@@ -109,16 +122,12 @@ class JWKSBackend(BaseBackend):
                 store = self._stores[config.store_key] = JWKSKeyStore(config)
             return store
 
-    def is_candidate(self, claims: dict[str, Any], config: JWKSSettings) -> bool:
-        """Whether an (unverified) token is this issuer's; others go to the next backend."""
-        return claims.get("iss") == config.issuer
-
     async def authenticate(self, token: str, scope: Scope) -> BearerIdentity | None:
         unverified = unverified_jwt_claims(token)
         if unverified is None:
             return None
-        config = self.get_config()
-        if not self.is_candidate(unverified, config):
+        config = self.provider_for(unverified)
+        if config is None:
             return None
         claims = await self.validate(token, config)
         user = await self.fetch_user(claims, config)
@@ -145,7 +154,10 @@ class JWKSBackend(BaseBackend):
             raise InvalidToken("the token's header is malformed") from exc
         algorithm = header.get("alg")
         # Pinned before any key is looked at: "none" and HS* never get this far.
-        if not isinstance(algorithm, str) or algorithm not in config.algorithms or algorithm not in ASYMMETRIC_ALGORITHMS:
+        # Which of the others the key is for, the key store checks.
+        if not isinstance(algorithm, str) or algorithm not in ASYMMETRIC_ALGORITHMS:
+            raise InvalidToken("the token's algorithm is not allowed")
+        if config.algorithms is not None and algorithm not in config.algorithms:
             raise InvalidToken("the token's algorithm is not allowed")
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):

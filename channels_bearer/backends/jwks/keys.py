@@ -88,6 +88,25 @@ def parse_jwks(document: Any) -> tuple[dict[str, dict[str, Any]], list[dict[str,
     return named, unnamed
 
 
+#: The algorithm a key that declares none is for, by key type (and curve).
+IMPLIED_ALGORITHMS: dict[tuple[str, str | None], str] = {
+    ("RSA", None): "RS256",
+    ("EC", "P-256"): "ES256",
+    ("EC", "P-384"): "ES384",
+    ("EC", "P-521"): "ES512",
+    ("EC", "secp256k1"): "ES256K",
+    ("OKP", "Ed25519"): "EdDSA",
+    ("OKP", "Ed448"): "EdDSA",
+}
+
+
+def implied_algorithm(jwk: dict[str, Any]) -> str | None:
+    """What a key with no ``alg`` is for: RS256 for RSA (OpenID Connect's default), the curve's for EC and OKP."""
+    kty = jwk.get("kty")
+    curve = None if kty == "RSA" else jwk.get("crv")
+    return IMPLIED_ALGORITHMS.get((str(kty), curve if isinstance(curve, str) else None))
+
+
 class JWKSKeyStore:
     """The keys of one authorization server, cached, refreshed in a thread of our own.
 
@@ -229,6 +248,10 @@ class JWKSKeyStore:
             return prepared
         declared = jwk.get("alg")
         if declared is not None and declared != algorithm:
+            raise InvalidToken("the token's algorithm does not match its signing key")
+        if declared is None and self.config.algorithms is None and algorithm != implied_algorithm(jwk):
+            # No allowlist: a key that declares no algorithm verifies only the
+            # one its type and curve imply.
             raise InvalidToken("the token's algorithm does not match its signing key")
         try:
             # Binds the key to the token's (allowed) algorithm: PyJWT refuses a

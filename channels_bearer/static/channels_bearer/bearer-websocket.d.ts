@@ -16,6 +16,12 @@ declare namespace channelsBearer {
   interface ConnectOptions extends ProtocolOptions {
     /** Application subprotocols offered after the token, in order of preference. */
     protocols?: readonly string[];
+    /**
+     * Where the token goes: "subprotocol" (default), or "message": the first frame,
+     * {"type": "bearer.authenticate", "token": ...}, sent before anything else
+     * (first-message authentication; the consumer needs BearerConsumerMixin).
+     */
+    via?: "subprotocol" | "message";
   }
 
   interface ReconnectOptions extends ConnectOptions {
@@ -78,6 +84,11 @@ declare namespace channelsBearer {
   const MARKER: string;
   /** "base64url.bearer.": the prefix of an encoded token entry. */
   const ENCODED_PREFIX: string;
+  /** "bearer.authenticate": the type of the first frame with {via: "message"}. */
+  const AUTHENTICATE: string;
+
+  /** The first frame of first-message authentication, as JSON text. */
+  function authenticateFrame(token: string): string;
 
   /** Open a WebSocket to url (ws:, wss:, http:, https: or relative) that presents token. */
   function connect(url: string | URL, token: TokenSource, options?: ConnectOptions): WebSocket;

@@ -9,6 +9,8 @@ export import ReconnectingSocket = channelsBearer.ReconnectingSocket;
 
 export declare const MARKER: typeof channelsBearer.MARKER;
 export declare const ENCODED_PREFIX: typeof channelsBearer.ENCODED_PREFIX;
+export declare const AUTHENTICATE: typeof channelsBearer.AUTHENTICATE;
+export declare const authenticateFrame: typeof channelsBearer.authenticateFrame;
 export declare const connect: typeof channelsBearer.connect;
 export declare const open: typeof channelsBearer.open;
 export declare const protocols: typeof channelsBearer.protocols;

@@ -11,5 +11,6 @@ import "./bearer-websocket.js";
 
 const channelsBearer = globalThis.channelsBearer;
 
-export const { MARKER, ENCODED_PREFIX, connect, open, protocols, reconnecting, tokenEntry } = channelsBearer;
+export const { MARKER, ENCODED_PREFIX, AUTHENTICATE, authenticateFrame, connect, open, protocols, reconnecting, tokenEntry } =
+  channelsBearer;
 export default channelsBearer;

@@ -16,6 +16,12 @@
  *
  * or, with named exports, `import {connect} from ".../bearer-websocket.esm.js"`.
  *
+ * First-message authentication (a consumer with bearer_message_auth, the
+ * "message" source): the handshake carries no token, and the first frame is
+ * {"type": "bearer.authenticate", "token": ...}, sent before anything else:
+ *
+ *   const ws = channelsBearer.connect("/ws/chat/", token, {via: "message"});
+ *
  * A token made only of RFC 6455 token characters (JWTs, DRF keys, OAuth
  * toolkit tokens) is sent as it is; any other as
  * "base64url.bearer.<base64url of its UTF-8, no padding>", because the browser
@@ -35,6 +41,9 @@
   // Close code the server sends when the token expired or was not accepted:
   // the one case where a fresh token may help (4403 means "do not retry").
   var UNAUTHORIZED = 4401;
+  // The first frame of first-message authentication.
+  var AUTHENTICATE = "bearer.authenticate";
+  var VIAS = ["subprotocol", "message"];
 
   function fail(message) {
     throw new TypeError("channelsBearer: " + message);
@@ -113,18 +122,39 @@
     return typeof token === "function" ? token() : token;
   }
 
+  /** The frame that authenticates a socket opened with {via: "message"}. */
+  function authenticateFrame(token) {
+    checkToken(token);
+    return JSON.stringify({ type: AUTHENTICATE, token: token });
+  }
+
   /**
    * Open a WebSocket to url that presents token. token is a string, or a
    * function that returns one (use open() when it returns a Promise).
    * options.protocols: application subprotocols offered after the token.
+   * options.via: "subprotocol" (default) puts the token in the subprotocol
+   * list; "message" sends it in the first frame instead.
    */
   function connect(url, token, options) {
     options = options || {};
+    var via = options.via == null ? "subprotocol" : options.via;
+    if (VIAS.indexOf(via) === -1) fail("options.via must be one of " + VIAS.join(", ") + ", not " + JSON.stringify(via));
     var value = resolveToken(token);
     if (isThenable(value)) {
       fail("the token provider returned a Promise: use channelsBearer.open(), which returns a Promise of the WebSocket");
     }
-    return new WebSocket(absoluteUrl(url), protocols(value, options.protocols, options));
+    if (via === "subprotocol") {
+      return new WebSocket(absoluteUrl(url), protocols(value, options.protocols, options));
+    }
+    var frame = authenticateFrame(value);
+    var ws = new WebSocket(absoluteUrl(url), checkAppProtocols(options.protocols, (options && options.marker) || MARKER));
+    // Added before the caller can add theirs: the frame goes out first, and
+    // the caller's "open" listeners may send right away.
+    ws.addEventListener("open", function () {
+      ws.send(frame);
+      frame = null;
+    });
+    return ws;
   }
 
   /**
@@ -279,6 +309,8 @@
   root.channelsBearer = {
     MARKER: MARKER,
     ENCODED_PREFIX: ENCODED_PREFIX,
+    AUTHENTICATE: AUTHENTICATE,
+    authenticateFrame: authenticateFrame,
     connect: connect,
     open: open,
     protocols: protocols,
