@@ -13,7 +13,10 @@ import json
 import os
 
 from testproject.settings import *  # noqa: F403
-from testproject.settings import CHANNELS_BEARER, REDIS_URL
+from testproject.settings import CHANNELS_BEARER, INSTALLED_APPS, REDIS_URL
+
+# knox's tables, for the tests that enable KnoxTokenBackend through BEARER_TEST_SETTINGS.
+INSTALLED_APPS = [*INSTALLED_APPS, "knox"]
 
 CHANNELS_BEARER = {
     **CHANNELS_BEARER,

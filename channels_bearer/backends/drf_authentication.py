@@ -89,7 +89,8 @@ class DRFAuthenticationBackend(BaseBackend):
         from rest_framework.settings import api_settings
 
         # api_settings holds the classes themselves (imported from the dotted paths).
-        return [f"{c.__module__}.{c.__qualname__}" for c in api_settings.DEFAULT_AUTHENTICATION_CLASSES]
+        classes: list[Any] = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+        return [f"{c.__module__}.{c.__qualname__}" for c in classes]
 
     def authenticators(self) -> list[Any]:
         return [import_string(path)() for path in self.class_paths()]

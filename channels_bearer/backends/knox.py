@@ -99,6 +99,7 @@ class KnoxTokenBackend(BaseBackend):
         from knox.settings import CONSTANTS, knox_settings
 
         queryset = self.get_model()._default_manager.select_related("user")
+        row: Any
         for row in queryset.filter(token_key=token[: CONSTANTS.TOKEN_KEY_LENGTH]):
             if compare_digest(digest, row.digest):
                 if knox_settings.AUTO_REFRESH and row.expiry and timezone.now() < row.expiry:

@@ -90,7 +90,7 @@ async def test_unknown_expired_and_inactive_are_refused(alice: Any, user_factory
     assert await refusal(expired) == 4401
     bob = await sync_to_async(user_factory)("bob", is_active=False)
     _, inactive = await sync_to_async(knox_token)(bob)
-    assert await refusal(inactive) == 4401
+    assert await refusal(inactive) == 4403  # InactiveUser: a new token will not help
 
 
 async def test_the_socket_closes_4401_when_the_knox_token_expires(alice: Any) -> None:
