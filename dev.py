@@ -88,6 +88,9 @@ def demo(argv: list[str]) -> int:
         help="also accept JWTs from a stand-in OpenID Connect provider (testproject/provider.py) on loopback",
     )
     parser.add_argument("--provider-port", type=int, default=PROVIDER_PORT, help=f"its port (default {PROVIDER_PORT})")
+    parser.add_argument(
+        "--oidc-algorithm", choices=("RS256", "ES256"), default="RS256", help="how it signs tokens (default RS256)"
+    )
     options = parser.parse_args(argv)
     for port in [options.port] + ([options.provider_port] if options.oidc else []):
         if port_in_use(options.host, port):
@@ -119,7 +122,7 @@ def demo(argv: list[str]) -> int:
         if options.oidc:
             provider = subprocess.Popen(
                 [str(PYTHON), str(ROOT / "testproject" / "provider.py"), "--host", options.host,
-                 "--port", str(options.provider_port)],
+                 "--port", str(options.provider_port), "--algorithm", options.oidc_algorithm],
                 cwd=ROOT, stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
             assert provider.stdout is not None

@@ -3,7 +3,10 @@
 Serves a discovery document and a JWKS on loopback, with one key pair made
 at start and never written anywhere, and mints access tokens for the demo::
 
-    .venv/bin/python testproject/provider.py --port 9000
+    .venv/bin/python testproject/provider.py --port 9000 [--algorithm ES256]
+
+RS256 (an RSA key) by default, or ES256 (an EC P-256 key); the demo's
+settings name no algorithm, and JWKSBackend follows the key's.
 
 prints three lines (the issuer, the audience, a token for the user
 ``carol``), then serves until stopped. ``GET /token?sub=<username>`` mints
@@ -23,18 +26,27 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 AUDIENCE = "channels-bearer-demo"
 KID = "demo-provider-1"
 
 
+ALGORITHMS = ("RS256", "ES256")
+
+
 class Provider:
-    def __init__(self, host: str, port: int) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    def __init__(self, host: str, port: int, algorithm: str = "RS256") -> None:
+        self.algorithm = algorithm
         self.issuer = f"http://{host}:{port}"
-        self.jwk = {**RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True), "kid": KID, "use": "sig", "alg": "RS256"}
+        if algorithm == "ES256":
+            self.key: Any = ec.generate_private_key(ec.SECP256R1())
+            public = ECAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        else:
+            self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            public = RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+        self.jwk = {**public, "kid": KID, "use": "sig", "alg": algorithm}
 
     def token(self, sub: str, lifetime: int = 3600) -> str:
         now = int(time.time())
@@ -47,7 +59,7 @@ class Provider:
             "jti": uuid.uuid4().hex,
             "scope": "chat:read",
         }
-        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": KID})
+        return jwt.encode(claims, self.key, algorithm=self.algorithm, headers={"kid": KID})
 
     def documents(self) -> dict[str, Any]:
         return {
@@ -86,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default="RS256", help="how tokens are signed (default RS256)")
     args = parser.parse_args(argv)
-    provider = Provider(args.host, args.port)
+    provider = Provider(args.host, args.port, args.algorithm)
     try:
         server = serve(provider, args.host, args.port)
     except OSError as exc:

@@ -65,11 +65,12 @@ def test_the_matrix_names_a_missing_interpreter(tmp_path: Path) -> None:
     assert "not found on PATH nor in pyenv's versions" in result.stderr
 
 
-@pytest.fixture
-def oidc_demo() -> Iterator[tuple[int, str]]:
+@pytest.fixture(params=["RS256", "ES256"])
+def oidc_demo(request: pytest.FixtureRequest) -> Iterator[tuple[int, str]]:
+    """``dev.py demo --oidc``; with an ES256 provider too, which the demo's settings (no ALGORITHMS) take."""
     port, provider_port = free_port(), free_port()
     process = subprocess.Popen(
-        dev_py("demo", "--port", str(port), "--oidc", "--provider-port", str(provider_port)),
+        dev_py("demo", "--port", str(port), "--oidc", "--provider-port", str(provider_port), "--oidc-algorithm", request.param),
         cwd=ROOT,
         env=dev_py_env(),
         stdout=subprocess.PIPE,
@@ -87,6 +88,7 @@ def oidc_demo() -> Iterator[tuple[int, str]]:
         text = "".join(lines)
         assert f"http://127.0.0.1:{port}/" in text, text
         token = lines[[i for i, line in enumerate(lines) if "issued for 'carol'" in line][0] + 1].strip()
+        assert jwt_header(token)["alg"] == request.param
         wait_for_port(port, process, "dev.py demo")
         yield port, token
     finally:
@@ -95,6 +97,12 @@ def oidc_demo() -> Iterator[tuple[int, str]]:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def jwt_header(token: str) -> dict[str, object]:
+    import jwt
+
+    return dict(jwt.get_unverified_header(token))
 
 
 def test_the_oidc_demo_token_connects_a_script(oidc_demo: tuple[int, str]) -> None:

@@ -86,8 +86,8 @@ def check_jwks_providers(raw: Any) -> tuple[tuple[JWKSSettings, ...] | None, Mes
     if not isinstance(raw, Mapping):
         return None, []  # the core validator's to report (channels_bearer.E026)
     if PROVIDERS not in raw:
-        config, messages = check_jwks_settings(raw)
-        return (None if config is None else (config,)), messages
+        config, found = check_jwks_settings(raw)
+        return (None if config is None else (config,)), found
     entries = raw[PROVIDERS]
     others = sorted(map(str, set(raw) - {PROVIDERS}))
     if others:
