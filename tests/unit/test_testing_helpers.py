@@ -21,9 +21,11 @@ from django.contrib.auth import get_user_model
 from django.test import TransactionTestCase, override_settings
 from django.urls import path
 
+from channels_bearer.authentication import authenticate_credential
+from channels_bearer.exceptions import InvalidToken
 from channels_bearer.identity import token_hash_id
 from channels_bearer.middleware import BearerAuthMiddlewareStack
-from channels_bearer.sources import decode_subprotocol_entry
+from channels_bearer.sources import Credential, decode_subprotocol_entry
 from channels_bearer.testing import (
     BearerCommunicator,
     BearerTestMixin,
@@ -63,6 +65,10 @@ def project_settings() -> Any:
 @pytest.fixture
 def app() -> Any:
     return get_default_application()
+
+
+async def identify(token: str) -> Any:
+    return await authenticate_credential(Credential("header", token), {"type": "websocket"})
 
 
 @pytest.fixture
@@ -148,13 +154,38 @@ async def test_query_appended_to_an_existing_query_string(app: Any, alice: Any) 
 
 async def test_ticket_from_amake_ticket(app: Any, alice: Any) -> None:
     ticket = await amake_ticket(alice)
-    async with BearerCommunicator(app, WHOAMI, token=ticket, via="ticket") as communicator:
+    async with BearerCommunicator(app, WHOAMI, ticket=ticket) as communicator:
+        assert communicator.via == "ticket"
         assert (await communicator.connect())[0]
         assert (await communicator.receive_json_from())["source"] == "ticket"
     # Single use: the same ticket again is refused.
-    async with BearerCommunicator(app, WHOAMI, token=ticket, via="ticket") as again:
+    async with BearerCommunicator(app, WHOAMI, ticket=ticket) as again:
         await again.connect()
         assert_refused(again)
+
+
+@pytest.mark.parametrize("kind", ["drf", "jwt"])
+async def test_via_ticket_exchanges_the_token_as_a_client_would(app: Any, alice: Any, kind: str) -> None:
+    token = await amake_token(alice, kind)
+    async with BearerCommunicator(app, WHOAMI, token=token, via="ticket") as communicator:
+        assert (await communicator.connect())[0]
+        seen = await communicator.receive_json_from()
+        # The handshake carried a ticket, not the token; the ticket carries the token's id.
+        assert seen["source"] == "ticket" and token not in seen["query_string"]
+        assert communicator.presented_token != token
+        assert seen["token_id"] == (await identify(token)).token_id
+
+
+async def test_via_ticket_with_a_token_the_backends_refuse_raises(app: Any) -> None:
+    communicator = BearerCommunicator(app, WHOAMI, token="f" * 40, via="ticket")
+    with pytest.raises(InvalidToken):
+        await communicator.connect()
+    await communicator.aclose()
+
+
+def test_token_and_ticket_together_are_a_mistake(app: Any) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        BearerCommunicator(app, WHOAMI, token="a", ticket="b")
 
 
 @override_settings(CHANNELS_BEARER=PASSPHRASE_BACKENDS)

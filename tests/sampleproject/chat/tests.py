@@ -29,7 +29,7 @@ class ChatTests(BearerTestMixin, TestCase):
         response = await self.async_client.post("/api/ws-ticket/", headers={"Authorization": f"Token {token}"})
         self.assertEqual(response.status_code, 200)
         ticket = response.json()["ticket"]
-        async with BearerCommunicator(get_default_application(), "/ws/chat/lobby/", token=ticket, via="ticket") as c:
+        async with BearerCommunicator(get_default_application(), "/ws/chat/lobby/", ticket=ticket) as c:
             self.assertTrue((await c.connect())[0])
             self.assertEqual((await c.receive_json_from())["user"], "alice")
 
