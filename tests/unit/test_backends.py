@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import datetime, timedelta, timezone
@@ -286,6 +287,23 @@ async def test_simplejwt_refusals(alice: Any, make: Any, error: type[Exception])
     with pytest.raises(error) as caught:
         await SimpleJWTBackend().authenticate(token, {})
     assert token not in str(caught.value)
+
+
+async def test_simplejwt_remembers_verified_tokens_but_not_past_their_expiry(alice: Any) -> None:
+    backend = SimpleJWTBackend()
+    short = await database_sync_to_async(AccessToken.for_user)(alice)
+    short.set_exp(lifetime=timedelta(seconds=1))
+    token = str(short)
+    first = await backend.authenticate(token, {})
+    again = await backend.authenticate(token, {})
+    assert first is not None and again is not None and again.token_id == first.token_id
+    assert len(backend._verified) == 1  # the second handshake skipped the signature check
+    await asyncio.sleep(1.2)
+    with pytest.raises(ExpiredToken):
+        await backend.authenticate(token, {})
+    # A token with the same claims but another signature is never taken for the remembered one.
+    with pytest.raises(InvalidToken):
+        await backend.authenticate(tampered(str(await database_sync_to_async(AccessToken.for_user)(alice))), {})
 
 
 async def test_simplejwt_inactive_and_deleted(user_factory: Any) -> None:
