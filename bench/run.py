@@ -457,6 +457,8 @@ PEER_JWT = "channels-auth-token-middlewares SimpleJWT"
 COMPARED = {"drf": ("DRF", "drf", "peer-drf"), "jwt": ("SimpleJWT", "simplejwt", "peer-jwt")}
 #: (name in targets, server) of the warm cached rows
 CACHED = [("DRF token", "drf-cached"), ("SimpleJWT user", "jwt-cached")]
+#: The cached DRF row again with issue 17's signals and metrics on: (label, server).
+OPERATIONS = [("metrics + async receivers", "drf-cached-async"), ("metrics + sync receivers", "drf-cached-sync")]
 
 
 def handshake_rows(mode: Mode) -> list[Config]:
@@ -473,6 +475,7 @@ def handshake_rows(mode: Mode) -> list[Config]:
     ]
     if not mode.postgresql:
         rows.append(Config("channels-bearer JWKSBackend (RS256)", "jwks", "header", "jwks"))
+        rows += [Config(f"{BEARER_DRF}, cached, {label}", server, "header", "drf") for label, server in OPERATIONS]
     return rows
 
 
@@ -673,6 +676,11 @@ class Bench:
         }
         if not mode.postgresql:
             specs["jwks"] = bearer([JWKS], JWKS=self.jwks.settings()["JWKS"])
+            for kind in ("async", "sync"):
+                specs[f"drf-cached-{kind}"] = {
+                    **bearer([DRF], CACHE="default", CACHE_TTL=CACHED_TTL, METRICS=True),
+                    "signals": kind,
+                }
         return specs
 
     def handshakes(self, mode: Mode) -> None:
@@ -947,21 +955,25 @@ class Bench:
                 await make()
             return (time.perf_counter() - started) / n
 
+        def ours_factory(token: str) -> Any:
+            async def ours() -> None:
+                async def receive() -> dict[str, Any]:
+                    return {"type": "websocket.connect"}
+
+                async def send(message: dict[str, Any]) -> None:
+                    raise AssertionError(f"refused: {message}")
+
+                await middleware(scope_for(token), receive, send)
+
+            return ours
+
         self.out("### In-process cost per connect (no server; the same token, one connect at a time)")
         self.out()
         self.out("| backend | middleware µs | floor µs | × floor | the floor |")
         self.out("|---|---:|---:|---:|---|")
         for name, bearer, token, floor, floor_is in cases:
-            with override_settings(CHANNELS_BEARER=bearer):
-
-                async def ours(token: str = token) -> None:
-                    async def receive() -> dict[str, Any]:
-                        return {"type": "websocket.connect"}
-
-                    async def send(message: dict[str, Any]) -> None:
-                        raise AssertionError(f"refused: {message}")
-
-                    await middleware(scope_for(token), receive, send)
+            with override_settings(CHANNELS_BEARER={"METRICS": False, **bearer}):
+                ours = ours_factory(token)
 
                 async def measure() -> tuple[float, float]:
                     await per_call(ours, 20)
@@ -976,6 +988,45 @@ class Bench:
             ratio = mine / base
             self.out(f"| {name} | {mine * 1e6:.0f} | {base * 1e6:.0f} | {ratio:.2f} | {floor_is} |")
             self.target(f"in-process {name} ≤ 1.2× the floor", f"{ratio:.2f}×", ratio <= 1.2)
+        self.out()
+        self.operations_cost(ours_for=ours_factory, per_call=per_call)
+
+    def operations_cost(self, *, ours_for: Any, per_call: Any) -> None:
+        """What signals and metrics add to a warm handshake (the cached DRF token: the cheapest, where it shows most)."""
+        from django.test import override_settings
+
+        from benchproject import receivers
+
+        p = self.params
+        base = {"BACKENDS": [DRF], "CACHE": "default", "CACHE_TTL": CACHED_TTL}
+        cases = [
+            ("none (METRICS False, no receiver)", False, None),
+            ("metrics on", True, None),
+            ("metrics + a do-nothing async receiver on each signal", True, "async"),
+            ("metrics + a do-nothing sync receiver on each signal", True, "sync"),
+        ]
+        ours = ours_for(self.drf)
+        measured: list[tuple[str, float]] = []
+        for name, metrics_on, signals in cases:
+            if signals is not None:
+                receivers.connect(signals)
+            try:
+                with override_settings(CHANNELS_BEARER={**base, "METRICS": metrics_on}):
+
+                    async def measure() -> float:
+                        await per_call(ours, 20)
+                        return statistics.median([await per_call(ours, p.inproc_calls) for _ in range(p.inproc_batches)])
+
+                    measured.append((name, asyncio.run(measure())))
+            finally:
+                receivers.disconnect()
+        floor = measured[0][1]
+        self.out("### Signals and metrics: what they add to a warm handshake (in process, cached DRF token)")
+        self.out()
+        self.out("| enabled | µs per connect | added µs |")
+        self.out("|---|---:|---:|")
+        for name, seconds in measured:
+            self.out(f"| {name} | {seconds * 1e6:.0f} | {(seconds - floor) * 1e6:+.0f} |")
         self.out()
 
     def jwks_public_jwk(self) -> dict[str, Any]:

@@ -38,7 +38,8 @@ async def authenticate_credential(credential: Credential, scope: Scope, settings
     for path, backend in (settings or conf.current()).backends:
         try:
             identity = await backend.authenticate(credential.token, scope)
-        except BearerError:
+        except BearerError as refusal:
+            refusal.backend = path
             raise
         except Exception as exc:
             # Not the token's fault (database down, a bug): a server error, not
@@ -50,7 +51,9 @@ async def authenticate_credential(credential: Credential, scope: Scope, settings
                 type(exc).__module__,
                 type(exc).__qualname__,
             )
-            raise BackendUnavailable("a backend failed; see the server log") from None
+            unavailable = BackendUnavailable("a backend failed; see the server log")
+            unavailable.backend = path
+            raise unavailable from None
         if identity is not None:
             return identity.placed(credential.source, path)
     raise InvalidToken("no backend accepted the token")

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Tags, register
 from django.utils.module_loading import import_string
 
-from channels_bearer.check_ids import warning
+from channels_bearer.check_ids import error, warning
 from channels_bearer.config import DEFAULTS, SETTING_NAME, validate
 
 
@@ -72,6 +72,38 @@ def check_deployment(raw: Any) -> list[CheckMessage]:
                 "closes sockets in the process that revokes it only, and no other process hears of it.",
                 "Configure channels_redis.core.RedisChannelLayer in CHANNEL_LAYERS for "
                 "production (channels.layers.InMemoryChannelLayer for a single process).",
+            )
+        )
+    messages.extend(_check_operations(raw))
+    return messages
+
+
+def _check_operations(raw: Any) -> list[CheckMessage]:
+    """Metrics and limits: what they need from the environment and from CACHES."""
+    import importlib.util
+
+    from channels_bearer.limits import redis_url
+
+    raw = raw if isinstance(raw, Mapping) else {}
+    messages: list[CheckMessage] = []
+    if raw.get("METRICS") is True and importlib.util.find_spec("prometheus_client") is None:
+        messages.append(
+            error(
+                "E034",
+                f"{SETTING_NAME}['METRICS'] is True, but prometheus_client is not installed.",
+                'pip install "channels-bearer[prometheus]", or set METRICS to None (on when it is installed).',
+            )
+        )
+    limited = [key for key in ("MAX_SOCKETS_PER_USER", "REFUSAL_RATE") if raw.get(key) is not None]
+    alias = raw.get("LIMITS_CACHE", DEFAULTS["LIMITS_CACHE"])
+    if limited and isinstance(alias, str) and redis_url(alias) is None:
+        messages.append(
+            warning(
+                "W004",
+                f"{SETTING_NAME}[{limited[0]!r}] counts in each process on its own: LIMITS_CACHE = {alias!r} "
+                "is not a Redis cache, so a user gets the cap, and an address the rate, once per process.",
+                "Point LIMITS_CACHE at a django.core.cache.backends.redis.RedisCache alias (or django-redis). "
+                "Silence channels_bearer.W004 if one process serves every WebSocket.",
             )
         )
     return messages

@@ -59,6 +59,20 @@ DEFAULTS: dict[str, Any] = {
     # DRFAuthenticationBackend: dotted paths, or None for REST_FRAMEWORK's
     # DEFAULT_AUTHENTICATION_CLASSES (checked by the backend).
     "DRF_AUTHENTICATION_CLASSES": None,
+    # Operators' limits (channels_bearer.limits): open sockets per user across
+    # processes, and refused handshakes per client address.
+    "MAX_SOCKETS_PER_USER": None,
+    "MAX_SOCKETS_POLICY": "refuse",
+    "REFUSAL_RATE": None,
+    # The request header a trusted proxy puts the client's address in (None: the
+    # address the server saw).
+    "CLIENT_ADDRESS_HEADER": None,
+    # Where the limits count: a Django RedisCache alias counts across processes.
+    "LIMITS_CACHE": "default",
+    # Seconds a socket of a process that died still counts against its user.
+    "SOCKET_LEASE": 60,
+    # Prometheus metrics: None = on when prometheus_client is installed.
+    "METRICS": None,
     # JWKSBackend (checked by the backend: channels_bearer.backends.jwks)
     "JWKS": {},
 }
@@ -67,8 +81,9 @@ DEFAULTS: dict[str, Any] = {
 #: the socket's first frame (BearerConsumerMixin).
 SOURCE_NAMES = ("subprotocol", "header", "query", "ticket", "message")
 REFUSAL_MODES = ("handshake", "close")
+SOCKET_POLICIES = ("refuse", "close_oldest")
 LIST_KEYS = ("BACKENDS", "SOURCES", "HEADER_KEYWORDS")
-SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL", "NEGATIVE_CACHE_TTL", "AUTH_TIMEOUT")
+SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL", "NEGATIVE_CACHE_TTL", "AUTH_TIMEOUT", "SOCKET_LEASE")
 FLAG_KEYS = ("REFRESH", "REVOKE_ON_LOGOUT")
 
 @dataclass(frozen=True)
@@ -97,6 +112,15 @@ class BearerConfig:
     negative_cache_ttl: int
     auth_timeout: float
     drf_authentication_classes: tuple[str, ...] | None
+    max_sockets_per_user: int | None
+    max_sockets_policy: str
+    #: ``(refusals, seconds)`` of ``REFUSAL_RATE``, or ``None``.
+    refusal_rate: tuple[int, int] | None
+    #: The header's name as ASGI carries it (lowercase bytes), or ``None``.
+    client_address_header: bytes | None
+    limits_cache: str
+    socket_lease: float
+    metrics: bool | None
     jwks: Mapping[str, Any]
 
     @cached_property
@@ -139,6 +163,23 @@ def unknown_keys(code: str, setting: str, raw: Mapping[Any, Any], known: Mapping
             f"The known keys are {', '.join(sorted(known))}. Check the spelling.",
         )
     ]
+
+
+#: DRF's throttle periods, by their first letter.
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: Any) -> tuple[int, int] | None:
+    """``"20/min"`` → ``(20, 60)``, as DRF's throttles read rates; ``None`` for anything else."""
+    if not isinstance(rate, str) or rate.count("/") != 1:
+        return None
+    count, period = rate.split("/")
+    if not count.strip().isdigit() or int(count) < 1:
+        return None
+    period = period.strip().lower()
+    if period not in ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"):
+        return None
+    return int(count), _PERIODS[period[0]]
 
 
 def _is_str_list(value: Any) -> bool:
@@ -243,7 +284,7 @@ def _check_names(values: dict[str, Any]) -> Messages:
     ]
     messages += [
         error("E012", f"{SETTING_NAME}[{key!r}] must be a non-empty string.", f"The default is {DEFAULTS[key]!r}.")
-        for key in ("QUERY_PARAM", "TICKET_PARAM", "DRF_TOKEN_MODEL", "TICKET_CACHE")
+        for key in ("QUERY_PARAM", "TICKET_PARAM", "DRF_TOKEN_MODEL", "TICKET_CACHE", "LIMITS_CACHE")
         if not isinstance(values[key], str) or not values[key]
     ]
     return messages
@@ -274,6 +315,40 @@ def _check_values(values: dict[str, Any]) -> Messages:
         for key in FLAG_KEYS
         if not isinstance(values[key], bool)
     ]
+    cap = values["MAX_SOCKETS_PER_USER"]
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        messages.append(
+            error("E018", f"{SETTING_NAME}['MAX_SOCKETS_PER_USER'] = {cap!r} must be a whole number, 1 or more, or None.", "For example 5.")
+        )
+    if values["MAX_SOCKETS_POLICY"] not in SOCKET_POLICIES:
+        messages.append(
+            error(
+                "E019",
+                f"{SETTING_NAME}['MAX_SOCKETS_POLICY'] = {values['MAX_SOCKETS_POLICY']!r} is not a policy.",
+                f"Use one of {', '.join(map(repr, SOCKET_POLICIES))}.",
+            )
+        )
+    if values["REFUSAL_RATE"] is not None and parse_rate(values["REFUSAL_RATE"]) is None:
+        messages.append(
+            error(
+                "E032",
+                f"{SETTING_NAME}['REFUSAL_RATE'] = {values['REFUSAL_RATE']!r} is not a rate.",
+                "Write it as DRF's throttles do: '20/min' (s, sec, m, min, h, hour, d, day), or None.",
+            )
+        )
+    header = values["CLIENT_ADDRESS_HEADER"]
+    if header is not None and (not isinstance(header, str) or not is_tchar_token(header)):
+        messages.append(
+            error(
+                "E033",
+                f"{SETTING_NAME}['CLIENT_ADDRESS_HEADER'] = {header!r} is not a header name.",
+                "The header your proxy sets, as sent: 'X-Forwarded-For' or 'X-Real-IP' (not Django's HTTP_X_... form).",
+            )
+        )
+    if values["METRICS"] not in (None, True, False):
+        messages.append(
+            error("E035", f"{SETTING_NAME}['METRICS'] = {values['METRICS']!r} must be True, False or None.", "None: on when prometheus_client is installed.")
+        )
     classes = values["DRF_AUTHENTICATION_CLASSES"]
     if classes is not None and not (_is_str_list(classes) and all(classes)):
         messages.append(
@@ -324,6 +399,15 @@ def _build(raw: Mapping[str, Any], values: dict[str, Any]) -> BearerConfig:
         cache_ttl=int(values["CACHE_TTL"]),
         negative_cache_ttl=int(values["NEGATIVE_CACHE_TTL"]),
         auth_timeout=float(values["AUTH_TIMEOUT"]),
+        max_sockets_per_user=values["MAX_SOCKETS_PER_USER"],
+        max_sockets_policy=values["MAX_SOCKETS_POLICY"],
+        refusal_rate=None if values["REFUSAL_RATE"] is None else parse_rate(values["REFUSAL_RATE"]),
+        client_address_header=(
+            None if values["CLIENT_ADDRESS_HEADER"] is None else values["CLIENT_ADDRESS_HEADER"].lower().encode("latin-1")
+        ),
+        limits_cache=values["LIMITS_CACHE"],
+        socket_lease=float(values["SOCKET_LEASE"]),
+        metrics=values["METRICS"],
         drf_authentication_classes=(
             None if values["DRF_AUTHENTICATION_CLASSES"] is None else tuple(values["DRF_AUTHENTICATION_CLASSES"])
         ),

@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -42,9 +43,17 @@ from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 from django.core.exceptions import ImproperlyConfigured
 
+from channels_bearer import events, limits, metrics
 from channels_bearer.authentication import authenticate_credential
 from channels_bearer.conf import conf
-from channels_bearer.exceptions import BearerError, ExpiredToken, InsufficientScope, InvalidRequest, Revoked
+from channels_bearer.exceptions import (
+    BearerError,
+    ExpiredToken,
+    InsufficientScope,
+    InvalidRequest,
+    Revoked,
+    TooManySockets,
+)
 from channels_bearer.identity import BearerIdentity
 from channels_bearer.layer import ResilientLayer
 from channels_bearer.refusal import log_refusal, refusal_messages
@@ -128,6 +137,9 @@ class BearerConsumerMixin:
             if state.alarm is not None:
                 state.alarm.cancel()
             self._bearer_unregister()
+            if state.seat is not None:
+                seat, state.seat = state.seat, None
+                await limits.release(*seat, conf.current())
 
     def _bearer_register(self, identity: BearerIdentity, since: int) -> bool:
         """Register this socket under ``identity``; ``False`` if it was revoked since ``since``."""
@@ -136,12 +148,16 @@ class BearerConsumerMixin:
             self._bearer.pending = Revoked("the token or its user was revoked during the handshake")
             return False
         self._bearer.registered = (user, identity.token_id)
+        if metrics.enabled():
+            metrics.socket_opened()
         return True
 
     def _bearer_unregister(self) -> None:
         if self._bearer.registered is not None:
             registry.unregister(self, *self._bearer.registered)
             self._bearer.registered = None
+            if metrics.enabled():
+                metrics.socket_ended()
 
     def bearer_post_event(self, message: Message) -> None:
         """Deliver ``message`` to this consumer from any thread."""
@@ -185,10 +201,41 @@ class BearerConsumerMixin:
         if error is None and identity is None and self._bearer_message_auth_enabled():
             return self._bearer_in_kind(self._bearer_await_first_frame(message))
         if error is not None or (self.bearer_required and identity is None):
-            log_refusal(self.scope, error, identity.source if identity else None)
+            source = identity.source if identity else None
+            log_refusal(self.scope, error, source)
             self._bearer.closed = True
-            return self.bearer_refuse(error)
-        return super().websocket_connect(message)  # type: ignore[misc]
+            report = events.refused(type(self), self.scope, error, source, conf.current())
+            return self._bearer_then(report, lambda: self.bearer_refuse(error))
+        connect = super().websocket_connect  # type: ignore[misc]
+        if identity is not None and conf.current().max_sockets_per_user is not None:
+            return self._bearer_then(self._bearer_take_seat(identity, accepted=False), lambda: connect(message))
+        return connect(message)
+
+    async def _bearer_take_seat(self, identity: BearerIdentity, *, accepted: bool) -> bool:
+        """Count this socket against ``MAX_SOCKETS_PER_USER``; ``False`` when it was refused instead."""
+        config = conf.current()
+        user = identity_user_key(identity)
+        if user is None or config.max_sockets_per_user is None:
+            return True
+        member = limits.socket_member(getattr(self, "channel_name", None))
+        admitted, evicted = await limits.acquire(self, user, member, config)
+        if not admitted:
+            error = TooManySockets("the user has MAX_SOCKETS_PER_USER sockets open")
+            log_refusal(self.scope, error, identity.source)
+            self._bearer.closed = True
+            await events.refused(type(self), self.scope, error, identity.source, config)
+            if accepted:
+                messages: list[Message] = [{"type": "websocket.close", "code": error.close_code, "reason": error.error}]
+            else:
+                messages = refusal_messages(
+                    error, self.scope, mode=config.refusal, accept_subprotocol=self.select_subprotocol()
+                )
+            await self._bearer_send_all(messages)
+            return False
+        self._bearer.seat = (user, member)
+        if evicted:
+            await limits.evict(evicted)
+        return True
 
     def bearer_refusal(self) -> BearerError | None:
         """A reason to refuse this authenticated connection, or ``None``.
@@ -245,14 +292,13 @@ class BearerConsumerMixin:
             return accepted
         # Revoked or expired while connect() ran and before it accepted (a
         # consumer that accepts later): close right after the accept.
-        code, reason = _END[type(pending)]
         if not self._bearer_is_async:
-            self.bearer_close(code, reason)
+            self._bearer_close_for(pending)
             return None
 
         async def accept_then_close() -> None:
             await accepted
-            await self.bearer_close(code, reason)
+            await self._bearer_close_for(pending)
 
         return accept_then_close()
 
@@ -266,13 +312,25 @@ class BearerConsumerMixin:
         """A revocation (``disconnect_user()``, a deleted token...) reached this socket: close with 4403."""
         return self._bearer_end(Revoked("the token or its user was revoked"))
 
+    def bearer_evict(self, message: Message) -> Any:
+        """``MAX_SOCKETS_POLICY = "close_oldest"``: a newer socket of the user took this one's seat: close with 4429."""
+        # The newer socket's acquire already gave up this one's seat.
+        self._bearer.seat = None
+        return self._bearer_end(TooManySockets("a newer socket of the user took this one's place"))
+
     def _bearer_end(self, error: BearerError) -> Any:
         if not self._bearer.closed and self._bearer.accepted:
-            return self.bearer_close(*_END[type(error)])
+            return self._bearer_close_for(error)
         if not self._bearer.closed:
             # Not answered yet: websocket_connect() or accept() acts on it.
             self._bearer.pending = self._bearer.pending or error
         return _nothing() if self._bearer_is_async else None
+
+    def _bearer_close_for(self, error: BearerError) -> Any:
+        """Close an accepted socket for ``error`` (expired, revoked, evicted) and report it."""
+        code, reason, why = _END[type(error)]
+        identity = self.bearer
+        return self._bearer_then(lambda: self.bearer_close(code, reason), lambda: events.closed(type(self), identity, why))
 
     def bearer_close(self, code: int, reason: str) -> Any:
         """Close the socket; override to tell the client first (call ``super()``)."""
@@ -323,7 +381,10 @@ class BearerConsumerMixin:
         if self._bearer.awaiting_first_frame and not self._bearer.closed:
             self._bearer.awaiting_first_frame = False
             log_refusal(self.scope, None, "message")
-            return self.bearer_close(*AUTH_TIMEOUT_CLOSE)
+            return self._bearer_then(
+                events.refused(type(self), self.scope, None, "message", conf.current()),
+                lambda: self.bearer_close(*AUTH_TIMEOUT_CLOSE),
+            )
         return _nothing() if self._bearer_is_async else None
 
     def _bearer_first_frame(self, message: Message) -> Any:
@@ -352,9 +413,14 @@ class BearerConsumerMixin:
             state.alarm = None
         send = state.send
 
-        async def close(code: int, reason: str, error: BearerError | None) -> bool:
+        config = conf.current()
+
+        async def close(code: int, reason: str, error: BearerError | None, seconds: float | None = None) -> bool:
             log_refusal(self.scope, error, "message")
             state.closed = True
+            # Reported first, as every refusal is: counted against REFUSAL_RATE
+            # before the client can try again.
+            await events.refused(type(self), self.scope, error, "message", config, seconds)
             await send({"type": "websocket.close", "code": code, "reason": reason})
             return False
 
@@ -363,10 +429,12 @@ class BearerConsumerMixin:
         except InvalidRequest as error:
             return await close(AUTH_TIMEOUT_CLOSE[0], NOT_AUTHENTICATE_REASON, error)
         mark = registry.mark()
+        started = time.perf_counter()
         try:
-            identity = await authenticate_credential(Credential("message", token), self.scope)
+            identity = await authenticate_credential(Credential("message", token), self.scope, config)
         except BearerError as error:
-            return await close(error.close_code, error.error, error)
+            return await close(error.close_code, error.error, error, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         self.scope["bearer"] = identity
         self.scope["user"] = identity.user
         refusal = self.bearer_refusal()
@@ -374,7 +442,10 @@ class BearerConsumerMixin:
             return await close(refusal.close_code, refusal.error, refusal)
         if not self._bearer_register(identity, mark):
             state.pending = None
-            return await close(*_END[Revoked], Revoked("revoked during authentication"))
+            return await close(*_END[Revoked][:2], Revoked("revoked during authentication"))
+        await events.authenticated(type(self), self.scope, identity, config, seconds)
+        if not await self._bearer_take_seat(identity, accepted=True):
+            return False
         state.mailbox.loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
         state.authenticated_late = True
         return True
@@ -390,9 +461,10 @@ class BearerConsumerMixin:
         current = self.bearer
         send = self._bearer.send
 
-        async def close(code: int, reason: str) -> None:
+        async def close(code: int, reason: str, why: str = "refresh_failed") -> None:
             self._bearer.closed = True
             await send({"type": "websocket.close", "code": code, "reason": reason})
+            await events.closed(type(self), current, why)
 
         mark = registry.mark()
         try:
@@ -412,9 +484,33 @@ class BearerConsumerMixin:
         if not self._bearer_register(identity, mark):
             # The new token (or the user) was revoked while it was being checked.
             self._bearer.pending = None
-            return await close(4403, "revoked")
+            return await close(*_END[Revoked][:2], why="revoked")
         self._bearer.mailbox.loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
         await send({"type": "websocket.send", "text": refreshed_message(identity.expires_at)})
+
+    def _bearer_then(self, first: Any, then: Callable[[], Any]) -> Any:
+        """Run ``first``, then ``then()`` unless ``first`` gave ``False``; in the consumer's kind.
+
+        Each is an awaitable or a callable that returns one in the consumer's
+        kind (a coroutine for async consumers, a done call for sync ones). For
+        sync consumers ``then()`` runs on the consumer's own thread, where the
+        consumer's sync code belongs.
+        """
+        if self._bearer_is_async:
+
+            async def run() -> Any:
+                step = first() if callable(first) else first
+                if (await step if step is not None else None) is False:
+                    return None
+                result = then()
+                return await result if result is not None else None
+
+            return run()
+        step = first() if callable(first) else first
+        if step is not None and async_to_sync(_awaited)(step) is False:
+            return None
+        result = then()
+        return async_to_sync(_awaited)(result) if asyncio.iscoroutine(result) else result
 
     def _bearer_in_kind(self, coroutine: Awaitable[None]) -> Any:
         """Hand a coroutine back to async consumers; run it to the end for sync ones."""
@@ -433,7 +529,7 @@ class _SocketState:
 
     __slots__ = (
         "mailbox", "send", "alarm", "registered", "accepted", "closed", "pending",
-        "connect_message", "awaiting_first_frame", "authenticated_late",
+        "connect_message", "awaiting_first_frame", "authenticated_late", "seat",
     )  # fmt: skip
 
     def __init__(self, mailbox: Mailbox, send: Any) -> None:
@@ -452,14 +548,21 @@ class _SocketState:
         self.connect_message: Message | None = None
         self.awaiting_first_frame = False
         self.authenticated_late = False
+        #: ``(user, member)`` this socket holds under ``MAX_SOCKETS_PER_USER``.
+        self.seat: tuple[str, str] | None = None
 
 
-#: How each end closes an accepted socket: ``(code, reason)``.
-_END: dict[type[BearerError], tuple[int, str]] = {
-    ExpiredToken: (4401, "token_expired"),
-    Revoked: (4403, "revoked"),
+#: How each end closes an accepted socket: ``(code, reason, bearer_closed's reason)``.
+_END: dict[type[BearerError], tuple[int, str, str]] = {
+    ExpiredToken: (4401, "token_expired", "expired"),
+    Revoked: (4403, "revoked", "revoked"),
+    TooManySockets: (4429, "too_many_sockets", "too_many_sockets"),
 }
 
 
 async def _nothing() -> None:
     return None
+
+
+async def _awaited(step: Awaitable[Any]) -> Any:
+    return await step

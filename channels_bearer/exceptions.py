@@ -19,6 +19,11 @@ class BearerError(Exception):
     close_code = 4401
     #: Whether a refusal carries a ``WWW-Authenticate: Bearer`` challenge.
     challenge = True
+    #: Where the server cannot send an HTTP refusal (daphne): accept, then
+    #: close with ``close_code``, so the client sees the code instead of a 403.
+    close_after_accept = False
+    #: The dotted path of the backend that refused, when one did (for signals).
+    backend: str | None = None
 
     def __init__(self, description: str = "") -> None:
         super().__init__(description)
@@ -87,3 +92,23 @@ class BackendUnavailable(BearerError):
     status = 503
     close_code = 1011
     challenge = False
+
+
+class TooManySockets(BearerError):
+    """The user has ``MAX_SOCKETS_PER_USER`` sockets open already."""
+
+    error = "too_many_sockets"
+    status = 429
+    close_code = 4429
+    challenge = False
+    close_after_accept = True
+
+
+class RateLimited(BearerError):
+    """Too many refused handshakes from this client address lately (``REFUSAL_RATE``)."""
+
+    error = "rate_limited"
+    status = 429
+    close_code = 4429
+    challenge = False
+    close_after_accept = True

@@ -22,14 +22,15 @@ answer names nothing, and the token entry is never echoed.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from channels.middleware import BaseMiddleware
 
-from channels_bearer import revoke
+from channels_bearer import events, limits, revoke
 from channels_bearer.authentication import authenticate_credential
 from channels_bearer.conf import conf
-from channels_bearer.exceptions import BearerError, Revoked
+from channels_bearer.exceptions import BearerError, RateLimited, Revoked
 from channels_bearer.identity import BearerIdentity
 from channels_bearer.refusal import log_refusal, marker_offered, refusal_messages
 from channels_bearer.registry import MARK_SCOPE_KEY
@@ -55,7 +56,14 @@ class BearerAuthMiddleware(BaseMiddleware):
         settings = conf.current()
         marker = settings.marker
         credential: Credential | None = None
+        started: float | None = None
         try:
+            # Before anything else: an address over REFUSAL_RATE costs no
+            # parsing, no backend and no database.
+            if settings.refusal_rate is not None and await limits.rate_exceeded(
+                limits.client_address(scope, settings), settings
+            ):
+                raise RateLimited("too many refused handshakes from this client address")
             extraction = extract(scope, settings)
             credential = extraction.credential
             identity: BearerIdentity | None = None
@@ -64,15 +72,24 @@ class BearerAuthMiddleware(BaseMiddleware):
                 # names this token or user refuses the socket, here or when
                 # the consumer registers it (channels_bearer.registry).
                 mark = await revoke.watch()
+                started = time.perf_counter()
                 identity = await authenticate_credential(credential, scope, settings)
                 if revoke.revoked_since(mark, identity):
                     raise Revoked("the token or its user was revoked during the handshake")
                 scope[MARK_SCOPE_KEY] = mark
         except BearerError as error:
-            log_refusal(scope, error, credential.source if credential else None)
+            source = credential.source if credential else None
+            log_refusal(scope, error, source)
+            seconds = None if started is None else time.perf_counter() - started
+            await events.refused(type(self), scope, error, source, settings, seconds)
             return await refuse(
                 scope, receive, send, error, marker if marker_offered(scope, marker) else None, settings.refusal
             )
+        if identity is not None:
+            assert started is not None
+            await events.authenticated(type(self), scope, identity, settings, time.perf_counter() - started)
+        else:
+            events.anonymous()
 
         scope["subprotocols"] = extraction.subprotocols
         scope["query_string"] = extraction.query_string

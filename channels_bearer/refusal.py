@@ -57,12 +57,12 @@ def refusal_messages(
     status = error.status if error is not None else 401
     code = error.close_code if error is not None else 4401
     reason = error.error if error is not None else "token_required"
-    if mode == "close":
+    if mode == "close" or (error is not None and error.close_after_accept and not _has_http_response(scope)):
         return [
             {"type": "websocket.accept", "subprotocol": accept_subprotocol, "headers": []},
             {"type": "websocket.close", "code": code, "reason": reason},
         ]
-    if "websocket.http.response" in (scope.get("extensions") or {}):
+    if _has_http_response(scope):
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         if error is None or error.challenge:
             headers.append((b"www-authenticate", challenge(error)))
@@ -73,6 +73,10 @@ def refusal_messages(
     # No denial-response extension: a close before accept. Servers answer 403;
     # Channels' test communicator reports the code.
     return [{"type": "websocket.close", "code": code, "reason": reason}]
+
+
+def _has_http_response(scope: dict[str, Any]) -> bool:
+    return "websocket.http.response" in (scope.get("extensions") or {})
 
 
 def log_refusal(scope: dict[str, Any], error: BearerError | None, source: str | None) -> None:

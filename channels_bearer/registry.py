@@ -57,10 +57,12 @@ class Revocation:
     created: bool = False
     #: Each process applies a revocation once, however it reaches it.
     id: str = field(default_factory=_new_id)
+    #: When it was made (``time.time()``): the revocation latency metric.
+    sent_at: float = field(default_factory=time.time)
 
     def again(self) -> Revocation:
         """The same revocation, to be applied anew (when the transaction commits)."""
-        return replace(self, id=_new_id())
+        return replace(self, id=_new_id(), sent_at=time.time())
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class Revocation:
             "close": self.close,
             "invalidate": self.invalidate,
             "created": self.created,
+            "sent_at": self.sent_at,
         }
 
     @classmethod
@@ -94,6 +97,8 @@ class Revocation:
             invalidate=message.get("invalidate") is True,
             created=message.get("created") is True,
             id=ident,
+            # A sender from before the field: heard as sent now.
+            sent_at=sent_at if isinstance(sent_at := message.get("sent_at"), float) else time.time(),
         )
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -124,6 +125,11 @@ def heard(message: dict[str, Any]) -> None:
         if cache.is_per_process():
             cache.forget(revocation.user, revocation.token_id, created=revocation.created)
     _close_here(revocation)
+    if revocation.close:
+        from channels_bearer import metrics
+
+        if metrics.enabled():
+            metrics.revocation_heard(time.time() - revocation.sent_at)
 
 
 async def watch() -> int:

@@ -68,3 +68,13 @@ LOGGING = {
     # DEBUG everywhere: the tests read the whole log and look for token text.
     "root": {"handlers": ["console"], "level": "DEBUG"},
 }
+
+if os.environ.get("BEARER_TEST_AUDIT"):
+    # Receivers that log every signal (the server tests read them back).
+    import tests.support.audit  # noqa: E402, F401
+
+if os.environ.get("BEARER_TEST_LOG_SQL"):
+    # Every SQL statement in the log (Django's "django" logger stops at INFO):
+    # the tests count the lookups a flood costs. The statements' parameters
+    # hold token keys, so only the tests that count queries turn this on.
+    LOGGING["loggers"] = {"django.db.backends": {"level": "DEBUG", "handlers": ["console"], "propagate": False}}

@@ -3,6 +3,7 @@
 The demo project's settings, plus:
   BENCH_CONFIG  JSON: {"stack": "noauth" | "bearer" | "peer-drf" | "peer-jwt",
                        "consumer": "plain" | "mixin", "bearer": {...CHANNELS_BEARER...},
+                       "signals": "sync" | "async" (a do-nothing receiver on each signal),
                        "db": {"engine": "sqlite"} | {"engine": "postgresql", "conn_max_age": 0 | null,
                               "pool": bool, "host": ..., "port": ..., "user": ..., "name": ...}}
   REDIS_URL     channel layer on Redis (the revocation fan-out), as in the demo
@@ -42,7 +43,17 @@ if DB["engine"] == "postgresql":
 else:
     DATABASES = {"default": {**DATABASES["default"], "CONN_MAX_AGE": DB.get("conn_max_age", 0)}}
 
-CHANNELS_BEARER = {"BACKENDS": ["channels_bearer.backends.DRFTokenBackend"], **BENCH_CONFIG.get("bearer", {})}
+# Metrics off unless a row turns them on: the rows measure channels-bearer as it
+# costs with none of issue 17's features enabled (prometheus_client is installed here).
+CHANNELS_BEARER = {
+    "BACKENDS": ["channels_bearer.backends.DRFTokenBackend"],
+    "METRICS": False,
+    **BENCH_CONFIG.get("bearer", {}),
+}
+if BENCH_CONFIG.get("signals"):
+    from benchproject import receivers
+
+    receivers.connect(BENCH_CONFIG["signals"])
 # The lookup cache is in-process (what CHANNELS_BEARER["CACHE"]="default" means on one server);
 # the demo's Redis cache is only for its tickets.
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "bench"}}

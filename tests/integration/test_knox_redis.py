@@ -17,6 +17,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.support.handshake import close_code, still_open
 from tests.support.servers import Server, manage, start_server
 
 pytestmark = pytest.mark.redis
@@ -58,18 +59,8 @@ async def open_socket(server: Server, token: str) -> ClientConnection:
     return ws
 
 
-async def close_code(ws: ClientConnection, timeout: float = 5) -> int | None:
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except websockets.ConnectionClosed:
-        pass
-    return ws.close_code
 
 
-async def still_open(ws: ClientConnection) -> bool:
-    await ws.send("ping")
-    return await asyncio.wait_for(ws.recv(), 5) == "ping"
 
 
 async def test_logout_closes_that_tokens_sockets_on_both_processes(two_daphnes: tuple[Server, Server]) -> None:

@@ -17,6 +17,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.support.handshake import close_code
 from tests.support.servers import Server, manage, start_server
 
 pytestmark = pytest.mark.redis
@@ -68,15 +69,6 @@ async def open_whoami(server: Server, token: str) -> ClientConnection:
     return ws
 
 
-async def close_code(ws: ClientConnection, timeout: float = 5) -> int | None:
-    """Wait for the server to close the socket; its close code."""
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except websockets.ConnectionClosed:
-        pass
-    assert ws.close_code is not None
-    return ws.close_code
 
 
 def test_deleting_a_token_closes_its_sockets_on_both_processes(

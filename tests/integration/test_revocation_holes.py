@@ -32,7 +32,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support.handshake import connect_outcome, LogWatch
+from tests.support.handshake import LogWatch, close_code, connect_outcome, still_open
 from tests.support.servers import PostgresProcess, Server, manage, revoker, start_server
 
 pytestmark = pytest.mark.redis
@@ -70,25 +70,8 @@ async def open_whoami(server: Server, token: str) -> ClientConnection:
     return ws
 
 
-async def close_code(ws: ClientConnection, timeout: float = CLOSE_WAIT) -> int | None:
-    """The code the server closed the socket with, or ``None`` if it is still open after ``timeout``."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                await ws.recv()
-    except websockets.ConnectionClosed:
-        return ws.close_code
-    except TimeoutError:
-        await ws.close()
-        return None
 
 
-async def still_open(ws: ClientConnection) -> bool:
-    try:
-        await ws.send("still there?")
-        return await asyncio.wait_for(ws.recv(), 5) == "still there?"
-    except websockets.ConnectionClosed:
-        return False
 
 
 async def refused(server: Server, token: str) -> bool:

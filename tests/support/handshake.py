@@ -432,3 +432,30 @@ def fresh_claims(real_jwt: str, **changes: Any) -> dict[str, Any]:
     _, claims = jwt_parts(real_jwt)
     claims.update(jti=uuid.uuid4().hex, **changes)
     return claims
+
+
+async def close_code(ws: Any, timeout: float = 5) -> int | None:
+    """The code the server closed ``ws`` with, or ``None`` if it is still open after ``timeout`` (then closed)."""
+    import websockets
+
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    except websockets.ConnectionClosed:
+        code: int | None = ws.close_code
+        return code
+    except TimeoutError:
+        await ws.close()
+        return None
+
+
+async def still_open(ws: Any) -> bool:
+    """Whether ``ws`` still echoes (the demo's whoami consumer echoes every text frame)."""
+    import websockets
+
+    try:
+        await ws.send("still there?")
+        return bool(await asyncio.wait_for(ws.recv(), 5) == "still there?")
+    except websockets.ConnectionClosed:
+        return False

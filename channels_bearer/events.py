@@ -1,0 +1,122 @@
+"""What happened to a handshake or a socket, reported in one place.
+
+The middleware and the mixin call these at each event; they send the signals
+(:mod:`channels_bearer.signals`), count the metrics
+(:mod:`channels_bearer.metrics`) and the refusals ``REFUSAL_RATE`` limits
+(:mod:`channels_bearer.limits`). With no receiver connected and metrics off,
+each is a few attribute reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.dispatch import Signal
+
+from channels_bearer import limits, metrics
+from channels_bearer.config import BearerConfig
+from channels_bearer.exceptions import BearerError
+from channels_bearer.identity import BearerIdentity
+from channels_bearer.signals import bearer_authenticated, bearer_closed, bearer_refused
+from channels_bearer.types import Scope
+
+logger = logging.getLogger("channels_bearer")
+
+#: What no backend was asked about gets ``token_required`` (no token where one was needed).
+NO_TOKEN = "token_required"
+#: Refusals that say nothing about the client's credentials: not counted
+#: against its address (the limit itself, a full socket cap, the server's own fault).
+NOT_COUNTED = frozenset({"rate_limited", "too_many_sockets", "temporarily_unavailable"})
+#: Why channels-bearer closed an open socket (``bearer_closed``'s ``reason``).
+CLOSE_REASONS = ("expired", "revoked", "refresh_failed", "too_many_sockets")
+
+_NAMES = {
+    id(bearer_authenticated): "bearer_authenticated",
+    id(bearer_refused): "bearer_refused",
+    id(bearer_closed): "bearer_closed",
+}
+
+
+async def authenticated(
+    sender: type,
+    scope: Scope,
+    identity: BearerIdentity,
+    config: BearerConfig,
+    seconds: float | None,
+) -> None:
+    """A backend accepted the token of a handshake (or of a first frame)."""
+    if metrics.enabled():
+        metrics.handshake("accepted", None, identity.source, identity.backend, seconds)
+    if bearer_authenticated.has_listeners(sender):
+        await _send(
+            bearer_authenticated,
+            sender,
+            user=identity.user,
+            identity=identity,
+            source=identity.source,
+            backend=identity.backend,
+            path=scope.get("path"),
+            client=limits.client_address(scope, config),
+        )
+
+
+async def refused(
+    sender: type,
+    scope: Scope,
+    error: BearerError | None,
+    source: str | None,
+    config: BearerConfig,
+    seconds: float | None = None,
+) -> None:
+    """channels-bearer refused a handshake (``error`` ``None``: no token where one is needed)."""
+    code = error.error if error is not None else NO_TOKEN
+    backend = error.backend if error is not None else None
+    if config.refusal_rate is not None and code not in NOT_COUNTED:
+        await limits.count_refusal(limits.client_address(scope, config), config)
+    if metrics.enabled():
+        metrics.handshake("refused", code, source, backend, seconds)
+    if bearer_refused.has_listeners(sender):
+        await _send(
+            bearer_refused,
+            sender,
+            error=code,
+            source=source,
+            backend=backend,
+            path=scope.get("path"),
+            client=limits.client_address(scope, config),
+        )
+
+
+def anonymous() -> None:
+    """A handshake with no token went on to the consumer (which decides)."""
+    if metrics.enabled():
+        metrics.handshake("anonymous", None, None, None, None)
+
+
+async def closed(sender: type, identity: BearerIdentity | None, reason: str) -> None:
+    """channels-bearer closed an open socket, for ``reason`` (one of :data:`CLOSE_REASONS`)."""
+    if metrics.enabled():
+        metrics.closed(reason)
+    if bearer_closed.has_listeners(sender):
+        await _send(
+            bearer_closed,
+            sender,
+            user=identity.user if identity is not None else None,
+            token_id=identity.token_id if identity is not None else None,
+            reason=reason,
+        )
+
+
+async def _send(signal: Signal, sender: type, **arguments: Any) -> None:
+    # asend_robust: a receiver that raises is logged here and the handshake
+    # goes on; the others still run.
+    for receiver, result in await signal.asend_robust(sender, **arguments):
+        if isinstance(result, Exception):
+            logger.error(
+                "A receiver of %s (%s) raised %s; the socket goes on as it would have.",
+                _NAMES.get(id(signal), "a channels-bearer signal"),
+                getattr(receiver, "__qualname__", repr(receiver)),
+                type(result).__name__,
+                exc_info=(type(result), result, result.__traceback__),
+            )
