@@ -48,7 +48,9 @@ async def authenticated(
     """A backend accepted the token of a handshake (or of a first frame)."""
     if metrics.enabled():
         metrics.handshake("accepted", None, identity.source, identity.backend, seconds)
-    if bearer_authenticated.has_listeners(sender):
+    # The receiver list first: has_listeners() takes a lock (1.1 against 0.4 µs
+    # an event when nothing is connected, the common case).
+    if bearer_authenticated.receivers and bearer_authenticated.has_listeners(sender):
         await _send(
             bearer_authenticated,
             sender,
@@ -76,7 +78,7 @@ async def refused(
         await limits.count_refusal(limits.client_address(scope, config), config)
     if metrics.enabled():
         metrics.handshake("refused", code, source, backend, seconds)
-    if bearer_refused.has_listeners(sender):
+    if bearer_refused.receivers and bearer_refused.has_listeners(sender):
         await _send(
             bearer_refused,
             sender,
@@ -98,7 +100,7 @@ async def closed(sender: type, identity: BearerIdentity | None, reason: str) -> 
     """channels-bearer closed an open socket, for ``reason`` (one of :data:`CLOSE_REASONS`)."""
     if metrics.enabled():
         metrics.closed(reason)
-    if bearer_closed.has_listeners(sender):
+    if bearer_closed.receivers and bearer_closed.has_listeners(sender):
         await _send(
             bearer_closed,
             sender,
