@@ -81,11 +81,7 @@ def _user_keys(queryset: Any) -> list[str]:
     """The users a queryset of users or of token rows (anything with a ``user`` foreign key) names."""
     if issubclass(queryset.model, get_user_model()):
         return [user_key(pk) for pk in queryset.values_list("pk", flat=True)]
-    return [
-        user_key(pk)
-        for pk in queryset.values_list("user_id", flat=True)
-        if pk is not None
-    ]
+    return [user_key(pk) for pk in queryset.values_list("user_id", flat=True) if pk is not None]
 
 
 class TokenAdminMixin:
@@ -98,16 +94,11 @@ class TokenAdminMixin:
 
     actions = [close_websockets]
 
-    def response_action(self, request: Any, queryset: Any) -> Any:
+    def response_action(self, request: Any, queryset: Any, *args: Any, **kwargs: Any) -> Any:
+        # Django 6.1 adds action_location=: whatever Django passes goes on to it.
         selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
         select_across = request.POST.get("select_across") == "1"
-        if (
-            request.POST.get("action") != "close_websockets"
-            or select_across
-            or not selected
-        ):
-            return super().response_action(request, queryset)  # type: ignore[misc]
-        close_websockets(
-            self, request, get_user_model()._default_manager.filter(pk__in=selected)
-        )
+        if request.POST.get("action") != "close_websockets" or select_across or not selected:
+            return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
+        close_websockets(self, request, get_user_model()._default_manager.filter(pk__in=selected))
         return HttpResponseRedirect(request.get_full_path())

@@ -80,9 +80,7 @@ def socket_member(channel_name: str | None) -> str:
 class Store(Protocol):
     async def refusals(self, address: str, window: int) -> int: ...
     async def add_refusal(self, address: str, window: int, ttl: int) -> None: ...
-    async def acquire(
-        self, user: str, member: str, cap: int, policy: str, lease: float
-    ) -> tuple[bool, list[str]]: ...
+    async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]: ...
     async def release(self, user: str, member: str) -> None: ...
 
 
@@ -107,13 +105,9 @@ class LocalStore:
             count = found[1] + 1 if found is not None and found[0] == window else 1
             self._refusals[address] = (window, count)
             if len(self._refusals) > MAX_LOCAL_ADDRESSES:
-                self._refusals = {
-                    k: v for k, v in self._refusals.items() if v[0] >= window
-                }
+                self._refusals = {k: v for k, v in self._refusals.items() if v[0] >= window}
 
-    async def acquire(
-        self, user: str, member: str, cap: int, policy: str, lease: float
-    ) -> tuple[bool, list[str]]:
+    async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]:
         with self._lock:
             members = self._sockets.setdefault(user, {})
             evicted: list[str] = []
@@ -194,9 +188,7 @@ class RedisStore:
             pipe.expire(key, ttl)
             await pipe.execute()
 
-    async def acquire(
-        self, user: str, member: str, cap: int, policy: str, lease: float
-    ) -> tuple[bool, list[str]]:
+    async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]:
         now = time.time()
         result = await self._client().eval(
             ACQUIRE,
@@ -212,9 +204,7 @@ class RedisStore:
         admitted = int(result[0]) == 1
         if admitted:
             self._hold(user, member, lease)
-        return admitted, [
-            m.decode() if isinstance(m, bytes) else str(m) for m in result[1:]
-        ]
+        return admitted, [m.decode() if isinstance(m, bytes) else str(m) for m in result[1:]]
 
     async def release(self, user: str, member: str) -> None:
         for held in self._held.values():
@@ -243,9 +233,7 @@ class RedisStore:
                         pipe.zadd(key, {member: now + seconds})
                         pipe.pexpire(key, int(seconds * 2000))
                     await pipe.execute()
-            except (
-                Exception
-            ) as exc:  # Redis down: try again next time; leases may lapse meanwhile
+            except Exception as exc:  # Redis down: try again next time; leases may lapse meanwhile
                 logger.warning(
                     "Could not renew the socket leases in Redis (%s).",
                     type(exc).__name__,
@@ -269,9 +257,7 @@ def redis_url(alias: str) -> str | None:
         location = location[0] if location else None
     if "redis" not in backend.lower() or not isinstance(location, str):
         return None
-    return (
-        location if location.startswith(("redis://", "rediss://", "unix://")) else None
-    )
+    return location if location.startswith(("redis://", "rediss://", "unix://")) else None
 
 
 def store(config: BearerConfig) -> Store:
@@ -297,10 +283,7 @@ async def rate_exceeded(address: str | None, config: BearerConfig) -> bool:
         return False
     window, _ = window_of(config)
     try:
-        return (
-            await store(config).refusals(address_key(address), window)
-            >= config.refusal_rate[0]
-        )
+        return await store(config).refusals(address_key(address), window) >= config.refusal_rate[0]
     except Exception as exc:
         logger.warning(
             "Could not read the refusal count (%s); letting the handshake through.",
@@ -319,9 +302,7 @@ async def count_refusal(address: str | None, config: BearerConfig) -> None:
         logger.warning("Could not count a refusal (%s).", type(exc).__name__)
 
 
-async def acquire(
-    socket: Any, user: str, member: str, config: BearerConfig
-) -> tuple[bool, list[str]]:
+async def acquire(socket: Any, user: str, member: str, config: BearerConfig) -> tuple[bool, list[str]]:
     """Count ``socket`` against its user's cap: ``(admitted, members to close)``; a store that fails admits."""
     assert config.max_sockets_per_user is not None
     try:
@@ -367,9 +348,7 @@ async def evict(members: list[str]) -> None:
         try:
             await layer.send(channel, {"type": EVICT_MESSAGE_TYPE})
         except Exception as exc:
-            logger.warning(
-                "Could not reach a socket to close it (%s).", type(exc).__name__
-            )
+            logger.warning("Could not reach a socket to close it (%s).", type(exc).__name__)
 
 
 def open_sockets_now(user: str, config: BearerConfig) -> int | None:

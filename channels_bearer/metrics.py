@@ -97,9 +97,7 @@ def handshake(
     seconds: float | None,
 ) -> None:
     metrics = _get()
-    metrics["handshakes"].labels(
-        outcome, error or "", source or "", backend or ""
-    ).inc()
+    metrics["handshakes"].labels(outcome, error or "", source or "", backend or "").inc()
     if seconds is not None:
         metrics["auth"].observe(seconds)
 

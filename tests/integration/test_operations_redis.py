@@ -32,9 +32,7 @@ pytestmark = pytest.mark.redis
 CAP = {"MAX_SOCKETS_PER_USER": 2, "SOCKET_LEASE": 3}
 
 
-def started(
-    kinds: list[str], env: dict[str, str], logs: Path, settings: dict[str, Any]
-) -> list[Server]:
+def started(kinds: list[str], env: dict[str, str], logs: Path, settings: dict[str, Any]) -> list[Server]:
     return [start_server(kind, env, logs, settings=settings) for kind in kinds]
 
 
@@ -53,9 +51,7 @@ def capped(redis_env: dict[str, str], server_logs: Path) -> Iterator[list[Server
 
 
 @pytest.fixture(scope="module")
-def oldest_closing(
-    redis_env: dict[str, str], server_logs: Path
-) -> Iterator[list[Server]]:
+def oldest_closing(redis_env: dict[str, str], server_logs: Path) -> Iterator[list[Server]]:
     servers = started(
         ["daphne", "daphne"],
         redis_env,
@@ -95,14 +91,8 @@ async def refusal(server: Server, token: str, **headers: str) -> int:
     return code
 
 
-
-
-
-
 def audit_lines(server: Server, kind: str) -> list[str]:
-    return [
-        line for line in server.log().splitlines() if line.startswith(f"AUDIT {kind} ")
-    ]
+    return [line for line in server.log().splitlines() if line.startswith(f"AUDIT {kind} ")]
 
 
 # -- the socket cap ---------------------------------------------------------------------
@@ -138,10 +128,7 @@ async def test_close_oldest_closes_the_oldest_socket_on_the_other_process(
     assert await close_code(oldest) == 4429
     assert await still_open(middle) and await still_open(newest)
     deadline = time.monotonic() + 5
-    while (
-        "AUDIT closed reason=too_many_sockets user=oldest-redis" not in second.log()
-        and time.monotonic() < deadline
-    ):
+    while "AUDIT closed reason=too_many_sockets user=oldest-redis" not in second.log() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert "AUDIT closed reason=too_many_sockets user=oldest-redis" in second.log()
     for ws in (middle, newest):
@@ -183,9 +170,7 @@ async def test_the_sockets_of_a_killed_process_stop_counting_within_the_lease(
 
 
 @pytest.fixture(scope="module")
-def rate_limited(
-    redis_env: dict[str, str], server_logs: Path
-) -> Iterator[list[Server]]:
+def rate_limited(redis_env: dict[str, str], server_logs: Path) -> Iterator[list[Server]]:
     settings = {"REFUSAL_RATE": "20/min", "CLIENT_ADDRESS_HEADER": "X-Forwarded-For"}
     servers = started(["daphne", "uvicorn"], {**redis_env, "BEARER_TEST_LOG_SQL": "1"}, server_logs, settings)
     yield servers
@@ -207,10 +192,7 @@ async def test_a_flood_of_random_tokens_stops_costing_queries_after_the_rate(
     good = make_user(f"rate-{kind}")
     before_log = server.log()
     codes = [
-        await refusal(
-            server, os.urandom(20).hex(), **{"X-Forwarded-For": f"10.0.0.1, {address}"}
-        )
-        for _ in range(500)
+        await refusal(server, os.urandom(20).hex(), **{"X-Forwarded-For": f"10.0.0.1, {address}"}) for _ in range(500)
     ]
     refused_by_backend = 403 if kind == "daphne" else 401
     rate_code = 4429 if kind == "daphne" else 429
@@ -225,9 +207,7 @@ async def test_a_flood_of_random_tokens_stops_costing_queries_after_the_rate(
     # The signal came once per refusal, with the address from the trusted header.
     log = server.log()[len(before_log) :]
     refused = [
-        line
-        for line in log.splitlines()
-        if line.startswith("AUDIT refused ") and f"client={address} " in line + " "
+        line for line in log.splitlines() if line.startswith("AUDIT refused ") and f"client={address} " in line + " "
     ]
     assert len(refused) == 501
     assert sum("error=invalid_token" in line for line in refused) == 20
@@ -250,11 +230,7 @@ def scrape(server: Server) -> dict[str, float]:
 
 
 def total(samples: dict[str, float], prefix: str, *labels: str) -> float:
-    return sum(
-        v
-        for k, v in samples.items()
-        if k.startswith(prefix) and all(label in k for label in labels)
-    )
+    return sum(v for k, v in samples.items() if k.startswith(prefix) and all(label in k for label in labels))
 
 
 async def test_metrics_from_two_processes_in_multiprocess_mode(
@@ -293,12 +269,7 @@ async def test_metrics_from_two_processes_in_multiprocess_mode(
         assert total(samples, "channels_bearer_open_sockets") == 2
         assert total(samples, "channels_bearer_auth_seconds_count") == 7
         # Either process serves every process' values.
-        assert (
-            total(
-                scrape(second), "channels_bearer_handshakes_total", 'outcome="refused"'
-            )
-            == 5
-        )
+        assert total(scrape(second), "channels_bearer_handshakes_total", 'outcome="refused"') == 5
         manage(first.env, "shell", "-c", "from channels_bearer.revoke import disconnect_user\n"
                "from django.contrib.auth.models import User\n"
                "disconnect_user(User.objects.get(username='metrics-redis'))")  # fmt: skip
@@ -307,9 +278,7 @@ async def test_metrics_from_two_processes_in_multiprocess_mode(
         samples = scrape(second)
         assert total(samples, "channels_bearer_closes_total", 'reason="revoked"') == 2
         assert total(samples, "channels_bearer_open_sockets") == 0
-        assert (
-            total(samples, "channels_bearer_revocation_seconds_count") == 2
-        )  # heard by both
+        assert total(samples, "channels_bearer_revocation_seconds_count") == 2  # heard by both
         assert total(samples, "channels_bearer_revocation_seconds_sum") < 2
     finally:
         first.stop()
@@ -342,11 +311,7 @@ async def test_the_admin_action_closes_a_users_sockets_on_both_processes(
     sockets = [await open_socket(first, token), await open_socket(second, token)]
     pk = manage(first.env, "shell", "-c", f"from django.contrib.auth.models import User; print(User.objects.get(username='admin-{admin}').pk)").stdout.strip().splitlines()[-1]  # fmt: skip
     url = "/admin/auth/user/" if admin == "user" else "/admin/authtoken/tokenproxy/"
-    output = (
-        manage(first.env, "shell", "-c", ADMIN.format(selected=[pk], url=url))
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    output = manage(first.env, "shell", "-c", ADMIN.format(selected=[pk], url=url)).stdout.strip().splitlines()[-1]
     assert output == "Closed 2 WebSocket(s) of 1 user(s), on every server process."
     assert [await close_code(ws) for ws in sockets] == [4403, 4403]
     assert await still_open(bystander)

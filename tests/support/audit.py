@@ -50,9 +50,7 @@ def refused(
     )
 
 
-def closed(
-    sender: Any, user: Any, token_id: str | None, reason: str, **kwargs: Any
-) -> None:
+def closed(sender: Any, user: Any, token_id: str | None, reason: str, **kwargs: Any) -> None:
     logger.info(
         "AUDIT closed reason=%s user=%s",
         reason,

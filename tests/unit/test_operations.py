@@ -54,9 +54,7 @@ class AsyncEcho(BearerConsumerMixin, AsyncWebsocketConsumer):
     async def connect(self) -> None:
         await self.accept()
 
-    async def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None
-    ) -> None:
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         await self.send(text_data=text_data)
 
 
@@ -66,9 +64,7 @@ class SyncEcho(BearerConsumerMixin, WebsocketConsumer):
     def connect(self) -> None:
         self.accept()
 
-    def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None
-    ) -> None:
+    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.send(text_data=text_data)
 
 
@@ -132,21 +128,15 @@ def heard() -> Iterator[Heard]:
 
 @pytest.fixture(autouse=True)
 def _settings() -> Iterator[None]:
-    with override_settings(
-        CHANNELS_BEARER={**BASE, "CLIENT_ADDRESS_HEADER": "X-Forwarded-For"}
-    ):
+    with override_settings(CHANNELS_BEARER={**BASE, "CLIENT_ADDRESS_HEADER": "X-Forwarded-For"}):
         yield
 
 
 async def create_user(username: str) -> Any:
-    return await sync_to_async(get_user_model().objects.create_user)(
-        username, password="pw"
-    )
+    return await sync_to_async(get_user_model().objects.create_user)(username, password="pw")
 
 
-def client(
-    url: str, token: str | None = None, *, address: str = "203.0.113.7"
-) -> WebsocketCommunicator:
+def client(url: str, token: str | None = None, *, address: str = "203.0.113.7") -> WebsocketCommunicator:
     headers = [(b"x-forwarded-for", f"10.9.9.9, {address}".encode())]
     return WebsocketCommunicator(
         application,
@@ -186,18 +176,14 @@ def sample(name: str, **labels: str) -> float:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_authenticated_is_sent_once_with_who_where_and_how(
-    kind: str, heard: Heard
-) -> None:
+async def test_authenticated_is_sent_once_with_who_where_and_how(kind: str, heard: Heard) -> None:
     user = await create_user("sig-ok")
     token = await amake_token(user)
     comm, subprotocol = await handshake(f"/{kind}/", token)
     assert subprotocol == "access_token"
     [event] = heard.of("authenticated")
     assert event["user"] == user
-    assert (
-        isinstance(event["identity"], BearerIdentity) and event["identity"].user == user
-    )
+    assert isinstance(event["identity"], BearerIdentity) and event["identity"].user == user
     assert (event["source"], event["backend"], event["path"], event["client"]) == (
         "subprotocol",
         DRF,
@@ -240,11 +226,7 @@ async def test_refused_is_sent_once_per_refusal_whatever_the_mode_and_never_with
     assert invalid["source"] == "subprotocol" and invalid["backend"] is None
     assert bad_signature["backend"] == JWT
     assert invalid["path"] == "/async/" and invalid["client"] == "203.0.113.7"
-    assert (
-        missing["source"] is None
-        and missing["backend"] is None
-        and missing["path"] == "/sync/"
-    )
+    assert missing["source"] is None and missing["backend"] is None and missing["path"] == "/sync/"
     assert heard.of("authenticated") == []
     assert secret not in repr(heard.events)
     assert_secret_absent(secret, caplog)
@@ -275,14 +257,8 @@ async def test_a_receiver_that_raises_is_logged_and_changes_nothing(
         bearer_authenticated.disconnect(dispatch_uid="broken")
         bearer_authenticated.disconnect(dispatch_uid="broken-async")
         bearer_refused.disconnect(dispatch_uid="broken")
-    raised = [
-        r
-        for r in caplog.records
-        if "raised" in r.getMessage() and r.name == "channels_bearer"
-    ]
-    assert sorted(
-        r.getMessage().split(" raised ")[1].split(";")[0] for r in raised
-    ) == [
+    raised = [r for r in caplog.records if "raised" in r.getMessage() and r.name == "channels_bearer"]
+    assert sorted(r.getMessage().split(" raised ")[1].split(";")[0] for r in raised) == [
         "LookupError",
         "RuntimeError",
         "RuntimeError",
@@ -304,9 +280,7 @@ async def test_a_receiver_can_count_refusals_per_address_for_a_lockout() -> None
             await handshake("/async/", "guess", address="198.51.100.1")
         await handshake("/async/", "guess", address="198.51.100.2")
         user = await create_user("sig-lock")
-        comm, _ = await handshake(
-            "/async/", await amake_token(user), address="198.51.100.2"
-        )
+        comm, _ = await handshake("/async/", await amake_token(user), address="198.51.100.2")
         await comm.disconnect()
     finally:
         bearer_refused.disconnect(dispatch_uid="lockout")
@@ -314,9 +288,7 @@ async def test_a_receiver_can_count_refusals_per_address_for_a_lockout() -> None
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_closed_says_why_revoked_expired_refresh_failed(
-    kind: str, heard: Heard
-) -> None:
+async def test_closed_says_why_revoked_expired_refresh_failed(kind: str, heard: Heard) -> None:
     user = await create_user(f"sig-close-{kind}")
     drf = await amake_token(user)
     comm, _ = await handshake(f"/{kind}/", drf)
@@ -337,9 +309,7 @@ async def test_closed_says_why_revoked_expired_refresh_failed(
         ("expired", user, AsyncEcho if kind == "async" else SyncEcho),
         ("refresh_failed", user, AsyncEcho if kind == "async" else SyncEcho),
     ]
-    assert (
-        heard.of("closed")[0]["token_id"] and heard.of("closed")[0]["token_id"] != drf
-    )
+    assert heard.of("closed")[0]["token_id"] and heard.of("closed")[0]["token_id"] != drf
 
 
 async def test_first_message_authentication_sends_the_signals_too(heard: Heard) -> None:
@@ -347,10 +317,7 @@ async def test_first_message_authentication_sends_the_signals_too(heard: Heard) 
     comm = client("/first-async/")
     connected, _ = await comm.connect()
     assert connected
-    await comm.send_to(
-        text_data='{"type": "bearer.authenticate", "token": "%s"}'
-        % await amake_token(user)
-    )
+    await comm.send_to(text_data='{"type": "bearer.authenticate", "token": "%s"}' % await amake_token(user))
     await comm.send_to(text_data="hello")
     assert await comm.receive_from() == "hello"
     await comm.disconnect()
@@ -360,9 +327,7 @@ async def test_first_message_authentication_sends_the_signals_too(heard: Heard) 
     await comm.connect()
     await comm.send_to(text_data='{"type": "bearer.authenticate", "token": "wrong"}')
     assert await closed_with(comm) == 4401
-    assert [(e["error"], e["source"]) for e in heard.of("refused")] == [
-        ("invalid_token", "message")
-    ]
+    assert [(e["error"], e["source"]) for e in heard.of("refused")] == [("invalid_token", "message")]
 
 
 # -- metrics ------------------------------------------------------------------------
@@ -396,9 +361,7 @@ async def test_metrics_count_handshakes_closes_and_open_sockets() -> None:
         "revoked": sample("channels_bearer_closes_total", reason="revoked"),
         "timed": sample("channels_bearer_auth_seconds_count"),
     }
-    comm = WebsocketCommunicator(
-        application, "/async/", headers=[(b"authorization", b"Bearer nope")]
-    )
+    comm = WebsocketCommunicator(application, "/async/", headers=[(b"authorization", b"Bearer nope")])
     await comm.connect()
     sockets = [(await handshake("/async/", token))[0] for _ in range(2)]
     assert sample("channels_bearer_open_sockets") >= 2
@@ -431,10 +394,7 @@ async def test_metrics_count_handshakes_closes_and_open_sockets() -> None:
         )
         == before["anonymous"] + 1
     )
-    assert (
-        sample("channels_bearer_closes_total", reason="revoked")
-        == before["revoked"] + 2
-    )
+    assert sample("channels_bearer_closes_total", reason="revoked") == before["revoked"] + 2
     assert sample("channels_bearer_auth_seconds_count") == before["timed"] + 3
     assert sample("channels_bearer_open_sockets") == open_before - 2
 
@@ -448,9 +408,7 @@ async def test_metrics_off_counts_nothing() -> None:
         backend="",
     )
     with override_settings(CHANNELS_BEARER={**BASE, "METRICS": False}):
-        comm = WebsocketCommunicator(
-            application, "/async/", headers=[(b"authorization", b"Bearer nope")]
-        )
+        comm = WebsocketCommunicator(application, "/async/", headers=[(b"authorization", b"Bearer nope")])
         connected, code = await comm.connect()
         assert not connected and code == 4401
     assert (
@@ -471,9 +429,7 @@ def test_metrics_view_serves_the_text_format() -> None:
     from channels_bearer.metrics import metrics_view
 
     response = metrics_view(RequestFactory().get("/metrics"))
-    assert response.status_code == 200 and response["Content-Type"].startswith(
-        "text/plain"
-    )
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
     body = response.content.decode()
     for name in (
         "channels_bearer_handshakes_total",
@@ -489,9 +445,7 @@ def test_metrics_view_serves_the_text_format() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_over_the_cap_the_new_socket_is_refused_with_4429(
-    kind: str, heard: Heard
-) -> None:
+async def test_over_the_cap_the_new_socket_is_refused_with_4429(kind: str, heard: Heard) -> None:
     with override_settings(CHANNELS_BEARER={**BASE, "MAX_SOCKETS_PER_USER": 2}):
         user = await create_user(f"cap-{kind}")
         token = await amake_token(user)
@@ -512,9 +466,7 @@ async def test_over_the_cap_the_new_socket_is_refused_with_4429(
 
 
 @pytest.mark.parametrize("kind", KINDS)
-async def test_close_oldest_closes_the_oldest_socket_with_4429(
-    kind: str, heard: Heard
-) -> None:
+async def test_close_oldest_closes_the_oldest_socket_with_4429(kind: str, heard: Heard) -> None:
     with override_settings(
         CHANNELS_BEARER={
             **BASE,
@@ -545,9 +497,7 @@ async def test_the_cap_holds_for_first_message_authentication() -> None:
         late = client("/first-async/")
         connected, _ = await late.connect()
         assert connected
-        await late.send_to(
-            text_data='{"type": "bearer.authenticate", "token": "%s"}' % token
-        )
+        await late.send_to(text_data='{"type": "bearer.authenticate", "token": "%s"}' % token)
         assert await closed_with(late) == 4429
         await first.disconnect()
 
@@ -568,14 +518,10 @@ async def test_past_the_refusal_rate_an_address_is_refused_before_any_backend_ru
         user = await create_user("rate")
         token = await amake_token(user)
         for _ in range(3):
-            _, code = await handshake(
-                "/async/", "guess-" + "x" * 30, address="192.0.2.50"
-            )
+            _, code = await handshake("/async/", "guess-" + "x" * 30, address="192.0.2.50")
             assert code == 4401
         with counted() as statements:
-            _, code = await handshake(
-                "/async/", token, address="192.0.2.50"
-            )  # even a good token
+            _, code = await handshake("/async/", token, address="192.0.2.50")  # even a good token
             assert code == 4429
             _, code = await handshake("/async/", "guess-again", address="192.0.2.50")
             assert code == 4429
@@ -619,9 +565,7 @@ def test_client_address_is_the_peer_or_the_last_entry_of_the_trusted_header() ->
     }
     assert client_address(scope, plain) == "192.0.2.1"
     assert client_address(scope, behind) == "198.51.100.9"
-    assert (
-        client_address({"client": ("192.0.2.1", 5000), "headers": []}, behind) is None
-    )
+    assert client_address({"client": ("192.0.2.1", 5000), "headers": []}, behind) is None
     assert client_address({"headers": []}, plain) is None
 
 
@@ -645,9 +589,7 @@ def test_client_address_is_the_peer_or_the_last_entry_of_the_trusted_header() ->
         ({"LIMITS_CACHE": ""}, "E012"),
     ],
 )
-def test_bad_operations_settings_are_refused_by_the_checks(
-    setting: dict[str, Any], code: str
-) -> None:
+def test_bad_operations_settings_are_refused_by_the_checks(setting: dict[str, Any], code: str) -> None:
     with override_settings(CHANNELS_BEARER={**BASE, **setting}):
         ids = [m.id for m in run_checks()]
     assert f"channels_bearer.{code}" in ids
