@@ -7,7 +7,7 @@ from typing import Any
 
 from channels.testing.websocket import WebsocketCommunicator
 
-from channels_bearer.exceptions import BackendUnavailable, BearerError, InsufficientScope, InvalidRequest, InvalidToken
+from channels_bearer.exceptions import BackendUnavailable, BearerError, InsufficientScope, InvalidRequest, InvalidToken, RateLimited, TooManySockets
 from channels_bearer.refusal import challenge as challenge_for
 from channels_bearer.testing.communicator import BearerCommunicator, DenialResponse
 
@@ -33,7 +33,8 @@ def _refusal(error: type[BearerError]) -> Refusal:
 #: (channels_bearer.exceptions). ``None`` is "no token presented" (to a
 #: consumer with ``bearer_required``), refused with a bare challenge.
 REFUSALS: dict[str | None, Refusal] = {
-    error.error: _refusal(error) for error in (InvalidRequest, InvalidToken, InsufficientScope, BackendUnavailable)
+    error.error: _refusal(error)
+    for error in (InvalidRequest, InvalidToken, InsufficientScope, BackendUnavailable, TooManySockets, RateLimited)
 }
 REFUSALS[None] = Refusal(401, 4401, challenge_for(None).decode("ascii"))
 _REASONS: dict[str | None, str | None] = {None: "token_required"}
@@ -58,7 +59,9 @@ def assert_refused(
       status (400/401/403) and the ``WWW-Authenticate: Bearer error="..."``
       challenge;
     * ``REFUSAL = "close"``: the handshake is accepted and then closed: call
-      ``await communicator.receive_close()`` first.
+      ``await communicator.receive_close()`` first. The limits' refusals
+      (``too_many_sockets``, ``rate_limited``: 429, or 4429 after accept) are
+      always accepted-then-closed where there is no denial response.
 
     ``error=None``: refused because no token was presented (bare
     ``WWW-Authenticate: Bearer`` challenge, close code 4401). ``code`` pins

@@ -524,3 +524,19 @@ def test_plugin_defines_no_fixtures_without_pytest_django(monkeypatch: pytest.Mo
     assert not hasattr(module, "bearer_user") and not hasattr(module, "bearer_communicator")
     monkeypatch.undo()
     assert load_plugin_copy("plugin_with_pytest_django").bearer_communicator is not None
+
+
+@pytest.mark.parametrize("http_response", [False, True])
+async def test_assert_refused_knows_the_limits_refusals(app: Any, alice: Any, http_response: bool) -> None:
+    token = await amake_token(alice)
+    with override_settings(CHANNELS_BEARER={**PROJECT_SETTINGS, "MAX_SOCKETS_PER_USER": 1}):
+        async with BearerCommunicator(app, WHOAMI, token=token) as first:
+            assert (await first.connect())[0]
+            async with BearerCommunicator(app, WHOAMI, token=token, http_response=http_response) as second:
+                await second.connect()
+                if not http_response:
+                    # No denial response: accepted, then closed with 4429.
+                    assert await second.receive_close() == 4429
+                assert_refused(second, "too_many_sockets")
+                with pytest.raises(AssertionError):
+                    assert_refused(second, "invalid_token")
