@@ -195,6 +195,17 @@ def _check_lists(values: dict[str, Any]) -> Messages:
     return messages
 
 
+def class_problem(path: str, base: type, kind: str) -> str | None:
+    """What is wrong with ``path`` as the dotted path of a ``base`` subclass (``kind`` names it), or ``None``."""
+    try:
+        found = import_string(path)
+    except ImportError as exc:
+        return f"cannot be imported ({exc})"
+    if isinstance(found, type) and issubclass(found, base):
+        return None
+    return f"is not {kind}"
+
+
 def _check_backends(values: dict[str, Any]) -> Messages:
     from channels_bearer.backends.base import BaseBackend
 
@@ -209,24 +220,15 @@ def _check_backends(values: dict[str, Any]) -> Messages:
                 f"Add a backend, for example {DEFAULTS['BACKENDS'][0]!r}.",
             )
         ]
-    messages: Messages = []
-    for index, path in enumerate(paths):
-        try:
-            backend_class = import_string(path)
-        except ImportError as exc:
-            problem = f"cannot be imported ({exc})"
-        else:
-            if isinstance(backend_class, type) and issubclass(backend_class, BaseBackend):
-                continue
-            problem = "is not a subclass of channels_bearer.backends.BaseBackend"
-        messages.append(
-            error(
-                "E003",
-                f"{SETTING_NAME}['BACKENDS'][{index}] = {path!r} {problem}.",
-                "Use the dotted path of a BaseBackend subclass, such as 'channels_bearer.backends.SimpleJWTBackend'.",
-            )
+    return [
+        error(
+            "E003",
+            f"{SETTING_NAME}['BACKENDS'][{index}] = {path!r} {problem}.",
+            "Use the dotted path of a BaseBackend subclass, such as 'channels_bearer.backends.SimpleJWTBackend'.",
         )
-    return messages
+        for index, path in enumerate(paths)
+        if (problem := class_problem(path, BaseBackend, "a subclass of channels_bearer.backends.BaseBackend"))
+    ]
 
 
 def _check_sources(values: dict[str, Any]) -> Messages:

@@ -13,6 +13,7 @@ from channels_bearer import database
 from channels_bearer.backends.base import BaseBackend, Scope, scopes_from_claims, timestamp_to_datetime
 from channels_bearer.check_ids import error
 from channels_bearer.conf import SETTING_NAME, conf
+from channels_bearer.config import class_problem
 from channels_bearer.exceptions import InvalidToken
 from channels_bearer.identity import BearerIdentity, token_hash_id
 
@@ -67,18 +68,12 @@ class DRFAuthenticationBackend(BaseBackend):
             )
         from rest_framework.authentication import BaseAuthentication
 
-        for path in paths:
-            try:
-                found = import_string(path)
-            except ImportError as exc:
-                problem = f"cannot be imported ({exc})"
-            else:
-                if isinstance(found, type) and issubclass(found, BaseAuthentication):
-                    continue
-                problem = "is not a DRF authentication class (rest_framework.authentication.BaseAuthentication)"
-            messages.append(
-                error("E053", f"{cls.__name__}: {path!r} {problem}.", "Use the dotted path of a DRF authentication class.")
-            )
+        kind = "a DRF authentication class (rest_framework.authentication.BaseAuthentication)"
+        messages += [
+            error("E053", f"{cls.__name__}: {path!r} {problem}.", "Use the dotted path of a DRF authentication class.")
+            for path in paths
+            if (problem := class_problem(path, BaseAuthentication, kind))
+        ]
         return messages
 
     def class_paths(self) -> list[str]:

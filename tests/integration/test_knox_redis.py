@@ -18,7 +18,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.support.handshake import close_code, still_open
-from tests.support.servers import Server, manage, start_server
+from tests.support.servers import Server, shell, start_server
 
 pytestmark = pytest.mark.redis
 
@@ -35,10 +35,6 @@ def two_daphnes(server_env_base: dict[str, str], redis_url: str, server_logs: Pa
     first.stop()
     second.stop()
 
-
-def shell(env: dict[str, str], code: str) -> str:
-    output = manage(env, "shell", "-c", code).stdout.strip()
-    return output.splitlines()[-1] if output else ""
 
 
 def knox_tokens(env: dict[str, str], username: str, count: int) -> list[str]:

@@ -18,7 +18,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.support.handshake import close_code
-from tests.support.servers import Server, manage, start_server
+from tests.support.servers import Server, manage, shell, start_server
 
 pytestmark = pytest.mark.redis
 
@@ -36,11 +36,6 @@ def two_daphnes(redis_env: dict[str, str], server_logs: Path) -> Iterator[tuple[
     first.stop()
     second.stop()
 
-
-def shell(env: dict[str, str], code: str) -> str:
-    """Run code in ``manage.py shell``; its last line of output."""
-    output = manage(env, "shell", "-c", code).stdout.strip()
-    return output.splitlines()[-1] if output else ""
 
 
 def make_token(env: dict[str, str], username: str, kind: str = "drf") -> str:

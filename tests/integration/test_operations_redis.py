@@ -25,7 +25,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.support.handshake import close_code, still_open
-from tests.support.servers import Server, manage, start_server
+from tests.support.servers import Server, shell, start_server
 
 pytestmark = pytest.mark.redis
 
@@ -270,9 +270,11 @@ async def test_metrics_from_two_processes_in_multiprocess_mode(
         assert total(samples, "channels_bearer_auth_seconds_count") == 7
         # Either process serves every process' values.
         assert total(scrape(second), "channels_bearer_handshakes_total", 'outcome="refused"') == 5
-        manage(first.env, "shell", "-c", "from channels_bearer.revoke import disconnect_user\n"
-               "from django.contrib.auth.models import User\n"
-               "disconnect_user(User.objects.get(username='metrics-redis'))")  # fmt: skip
+        shell(
+            first.env,
+            "from channels_bearer.revoke import disconnect_user\nfrom django.contrib.auth.models import User\n"
+            "disconnect_user(User.objects.get(username='metrics-redis'))",
+        )
         assert [await close_code(ws) for ws in sockets] == [4403, 4403]
         await asyncio.sleep(0.3)
         samples = scrape(second)
@@ -309,9 +311,9 @@ async def test_the_admin_action_closes_a_users_sockets_on_both_processes(
     token = make_user(f"admin-{admin}")
     bystander = await open_socket(first, make_user(f"admin-bystander-{admin}"))
     sockets = [await open_socket(first, token), await open_socket(second, token)]
-    pk = manage(first.env, "shell", "-c", f"from django.contrib.auth.models import User; print(User.objects.get(username='admin-{admin}').pk)").stdout.strip().splitlines()[-1]  # fmt: skip
+    pk = shell(first.env, f"from django.contrib.auth.models import User; print(User.objects.get(username='admin-{admin}').pk)")
     url = "/admin/auth/user/" if admin == "user" else "/admin/authtoken/tokenproxy/"
-    output = manage(first.env, "shell", "-c", ADMIN.format(selected=[pk], url=url)).stdout.strip().splitlines()[-1]
+    output = shell(first.env, ADMIN.format(selected=[pk], url=url))
     assert output == "Closed 2 WebSocket(s) of 1 user(s), on every server process."
     assert [await close_code(ws) for ws in sockets] == [4403, 4403]
     assert await still_open(bystander)

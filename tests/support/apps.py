@@ -113,6 +113,13 @@ async def refused(comm: WebsocketCommunicator) -> int:
     return code
 
 
+async def closed_with(comm: WebsocketCommunicator, timeout: float = 3) -> tuple[int, str]:
+    """The next message the application sent, which must be a close: its ``(code, reason)``."""
+    message = await comm.receive_output(timeout)
+    assert message["type"] == "websocket.close", message
+    return message["code"], message.get("reason", "")
+
+
 def consumer_ran() -> bool:
     return bool(SEEN)
 

@@ -87,6 +87,12 @@ def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
     )
 
 
+
+def shell(env: dict[str, str], code: str) -> str:
+    """Run ``code`` in ``manage.py shell`` (another process of the project); its last line of output."""
+    output = manage(env, "shell", "-c", code).stdout.strip()
+    return output.splitlines()[-1] if output else ""
+
 @dataclass
 class Server:
     kind: str

@@ -24,7 +24,7 @@ from channels_bearer.backends.knox import KnoxTokenBackend
 from channels_bearer.config import validate
 from channels_bearer.consumers import BearerConsumerMixin
 from channels_bearer.identity import token_hash_id
-from tests.support.apps import assert_secret_absent, build_app
+from tests.support.apps import assert_secret_absent, build_app, closed_with
 from tests.support.tokens import jwt_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,11 +81,6 @@ async def refusal(token: str) -> int:
     return int(code)
 
 
-async def closed(comm: WebsocketCommunicator, timeout: float = 3) -> tuple[int, str]:
-    message = await comm.receive_output(timeout)
-    assert message["type"] == "websocket.close", message
-    return message["code"], message.get("reason", "")
-
 
 async def test_drf_tokens_through_token_authentication(alice: Any, token: str) -> None:
     with settings_with(ALL):
@@ -93,7 +88,7 @@ async def test_drf_tokens_through_token_authentication(alice: Any, token: str) -
         assert name == "alice" and token_id == token_hash_id(token)
         # Its id is the DRF backend's: deleting the token closes the socket.
         await sync_to_async(Token.objects.filter(key=token).delete)()
-        assert await closed(comm) == (4403, "revoked")
+        assert await closed_with(comm) == (4403, "revoked")
 
 
 async def test_simplejwt_tokens_through_jwt_authentication(alice: Any) -> None:
@@ -112,7 +107,7 @@ async def test_knox_tokens_through_knox_authentication(alice: Any) -> None:
         assert name == "alice" and token_id == KnoxTokenBackend.token_id_of(row)
         assert expires == str(row.expiry)
         await sync_to_async(row.delete)()
-        assert (await closed(comm))[0] == 4403
+        assert (await closed_with(comm))[0] == 4403
 
 
 async def test_the_projects_default_classes_without_the_setting(alice: Any, token: str) -> None:

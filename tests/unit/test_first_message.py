@@ -27,7 +27,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from channels_bearer.consumers import BearerConsumerMixin
 from channels_bearer.revoke import adisconnect_user
 from channels_bearer.testing import BearerCommunicator
-from tests.support.apps import SEEN, Recorder, assert_secret_absent, build_app, communicator, record
+from tests.support.apps import SEEN, Recorder, assert_secret_absent, build_app, closed_with, communicator, record
 from tests.support.tokens import BOTH_BACKENDS, jwt_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,11 +126,6 @@ async def accepted_without_token(app: Recorder, **kwargs: Any) -> WebsocketCommu
     return comm
 
 
-async def closed(comm: WebsocketCommunicator, timeout: float = 3) -> tuple[int, str]:
-    message = await comm.receive_output(timeout)
-    assert message["type"] == "websocket.close", message
-    return message["code"], message.get("reason", "")
-
 
 async def test_the_first_frame_authenticates_and_connect_runs_once_after_it(
     consumer: type, token: str, debug_logs: Any
@@ -155,7 +150,7 @@ async def test_the_first_frame_authenticates_and_connect_runs_once_after_it(
 async def test_no_frame_in_time_closes_4408(consumer: type) -> None:
     app = app_for(consumer)
     comm = await accepted_without_token(app)
-    assert await closed(comm, timeout=3) == (4408, "authentication_timeout")
+    assert await closed_with(comm, timeout=3) == (4408, "authentication_timeout")
     assert events("connect") == []
     await comm.wait()
 
@@ -176,7 +171,7 @@ async def test_anything_else_first_closes_4408(consumer: type, first: dict[str, 
     app = app_for(consumer)
     comm = await accepted_without_token(app)
     await comm.send_to(**first)
-    assert await closed(comm) == (4408, "authentication_expected")
+    assert await closed_with(comm) == (4408, "authentication_expected")
     assert events("connect") == [] and events("receive") == []
     await comm.wait()
 
@@ -186,7 +181,7 @@ async def test_an_invalid_token_closes_4401_without_echoing_it(consumer: type, d
     app = app_for(consumer)
     comm = await accepted_without_token(app)
     await comm.send_to(text_data=frame(bad))
-    assert await closed(comm) == (4401, "invalid_token")
+    assert await closed_with(comm) == (4401, "invalid_token")
     assert events("connect") == []
     await comm.wait()
     assert_secret_absent(bad, debug_logs, app)
@@ -197,13 +192,13 @@ async def test_an_expired_jwt_closes_4401(consumer: type, alice: Any) -> None:
     expired.set_exp(lifetime=timedelta(seconds=-60))
     comm = await accepted_without_token(app_for(consumer))
     await comm.send_to(text_data=frame(str(expired)))
-    assert (await closed(comm))[0] == 4401
+    assert (await closed_with(comm))[0] == 4401
     await comm.wait()
 
 
 async def test_a_late_frame_is_refused(consumer: type, token: str) -> None:
     comm = await accepted_without_token(app_for(consumer))
-    assert (await closed(comm))[0] == 4408
+    assert (await closed_with(comm))[0] == 4408
     # The client, too late, sends its token: the socket is closed already.
     await comm.send_to(text_data=frame(token))
     assert events("connect") == []
@@ -228,7 +223,7 @@ async def test_after_it_the_socket_closes_4403_on_revocation(consumer: type, ali
     await comm.send_to(text_data=frame(token))
     await comm.receive_from()
     await adisconnect_user(alice)
-    assert (await closed(comm))[0] == 4403
+    assert (await closed_with(comm))[0] == 4403
     await comm.wait()
 
 
@@ -238,7 +233,7 @@ async def test_after_it_the_socket_closes_4401_when_the_token_expires(consumer: 
     comm = await accepted_without_token(app_for(consumer))
     await comm.send_to(text_data=frame(str(short)))
     assert json.loads(await comm.receive_from())["user"] == "alice"
-    assert await closed(comm, timeout=5) == (4401, "token_expired")
+    assert await closed_with(comm, timeout=5) == (4401, "token_expired")
     await comm.wait()
 
 
@@ -246,7 +241,7 @@ async def test_missing_scopes_close_4403(consumer: type, alice: Any) -> None:
     scoped = type(f"{consumer.__name__}Scoped", (consumer,), {"bearer_scopes": ["chat:write"]})
     comm = await accepted_without_token(app_for(scoped))
     await comm.send_to(text_data=frame(jwt_token(alice, scope="chat:read")))
-    assert await closed(comm) == (4403, "insufficient_scope")
+    assert await closed_with(comm) == (4403, "insufficient_scope")
     assert events("connect") == []
     await comm.wait()
 
@@ -257,7 +252,7 @@ async def test_an_inactive_user_is_refused(consumer: type, alice: Any, token: st
     comm = await accepted_without_token(app_for(consumer))
     await comm.send_to(text_data=frame(token))
     # invalid_token, and 4403 after accept as for every inactive user: a new token will not help.
-    assert await closed(comm) == (4403, "invalid_token")
+    assert await closed_with(comm) == (4403, "invalid_token")
     await comm.wait()
 
 

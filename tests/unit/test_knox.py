@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from channels_bearer.backends.knox import KnoxTokenBackend
 from channels_bearer.consumers import BearerConsumerMixin
-from tests.support.apps import assert_secret_absent, build_app
+from tests.support.apps import assert_secret_absent, build_app, closed_with
 from tests.support.queries import counted
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,11 +59,6 @@ async def refusal(token: str) -> int:
     return int(code)
 
 
-async def closed(comm: WebsocketCommunicator, timeout: float = 3) -> tuple[int, str]:
-    message = await comm.receive_output(timeout)
-    assert message["type"] == "websocket.close", message
-    return message["code"], message.get("reason", "")
-
 
 async def test_a_knox_token_opens_a_socket_with_its_expiry_and_id(alice: Any, debug_logs: Any) -> None:
     row, token = await sync_to_async(knox_token)(alice)
@@ -97,7 +92,7 @@ async def test_the_socket_closes_4401_when_the_knox_token_expires(alice: Any) ->
     _, token = await sync_to_async(knox_token)(alice, expiry=timedelta(seconds=1))
     comm = await open_socket(token)
     await comm.receive_from()
-    assert await closed(comm, timeout=5) == (4401, "token_expired")
+    assert await closed_with(comm, timeout=5) == (4401, "token_expired")
 
 
 def logout(token: str, path: str) -> int:
@@ -113,7 +108,7 @@ async def test_knox_logout_closes_that_tokens_sockets_only(alice: Any) -> None:
     await one.receive_from()
     await two.receive_from()
     assert await sync_to_async(logout)(first, "/api/knox/logout/") == 204
-    assert await closed(one) == (4403, "revoked")
+    assert await closed_with(one) == (4403, "revoked")
     # knox's logout also sends user_logged_out (REVOKE_ON_LOGOUT is on): the
     # deleted row, not the whole user, says which sockets go.
     assert await two.receive_nothing(0.3)
@@ -128,8 +123,8 @@ async def test_knox_logout_all_closes_every_knox_socket_of_the_user(alice: Any) 
     await one.receive_from()
     await two.receive_from()
     assert await sync_to_async(logout)(first, "/api/knox/logoutall/") == 204
-    assert (await closed(one))[0] == 4403
-    assert (await closed(two))[0] == 4403
+    assert (await closed_with(one))[0] == 4403
+    assert (await closed_with(two))[0] == 4403
 
 
 @override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "knox"}})
@@ -144,7 +139,7 @@ async def test_cached_lookups_make_no_query_and_never_outlive_a_logout(alice: An
         assert queries.count == 0
         await comm.receive_from()
         await sync_to_async(row.delete)()
-        assert (await closed(comm))[0] == 4403
+        assert (await closed_with(comm))[0] == 4403
         assert await refusal(token) == 4401
 
 

@@ -30,6 +30,7 @@ from channels_bearer.identity import token_hash_id
 from channels_bearer.middleware import BearerAuthMiddlewareStack
 from channels_bearer.tickets import issue_ticket
 from channels_bearer.tokens import make_token
+from tests.support.apps import closed_with
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,11 +99,6 @@ async def open_socket(path: str, token: str) -> WebsocketCommunicator:
     assert connected and subprotocol == "access_token"
     return communicator
 
-
-async def closed_with(communicator: WebsocketCommunicator, timeout: float = 3) -> tuple[int, str]:
-    message = await communicator.receive_output(timeout)
-    assert message["type"] == "websocket.close", message
-    return message["code"], message.get("reason", "")
 
 
 @pytest.fixture(autouse=True)
