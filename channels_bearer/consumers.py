@@ -43,7 +43,7 @@ from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 from django.core.exceptions import ImproperlyConfigured
 
-from channels_bearer import events, limits, metrics
+from channels_bearer import events, limits, metrics, revoke
 from channels_bearer.authentication import authenticate_credential
 from channels_bearer.conf import conf
 from channels_bearer.exceptions import (
@@ -428,7 +428,10 @@ class BearerConsumerMixin:
             token = parse_authenticate_message(message.get("text"))
         except InvalidRequest as error:
             return await close(AUTH_TIMEOUT_CLOSE[0], NOT_AUTHENTICATE_REASON, error)
-        mark = registry.mark()
+        # watch(), not a bare mark: this process may never have seen a
+        # handshake with a credential, and without its listener it would hear
+        # no other process' revocations.
+        mark = await revoke.watch()
         started = time.perf_counter()
         try:
             identity = await authenticate_credential(Credential("message", token), self.scope, config)
@@ -466,7 +469,7 @@ class BearerConsumerMixin:
             await send({"type": "websocket.close", "code": code, "reason": reason})
             await events.closed(type(self), current, why)
 
-        mark = registry.mark()
+        mark = await revoke.watch()
         try:
             identity = await authenticate_credential(Credential("refresh", token), self.scope)
             if current is None or identity.user.pk != current.user.pk:

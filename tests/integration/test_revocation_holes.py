@@ -292,3 +292,43 @@ def test_a_repeated_token_never_reaches_the_consumer(offer: object, server: Serv
     assert token.encode() not in outcome.body
     # (uvicorn's own debug lines quote every header: LogWatch reads ours.)
     asyncio.run(watch.assert_clean(token))
+
+
+# -- 6. a socket that authenticated by its first message ------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+def test_a_socket_authenticated_by_its_first_message_hears_revocations_from_other_processes(
+    kind: str, server_env_base: dict[str, str], redis_url: str, server_logs: Path
+) -> None:
+    # A fresh process whose first socket authenticates in-band: no handshake
+    # with a credential has started its revocation listener before. (Found
+    # after #16 landed: only the middleware started it, so a process serving
+    # only first-message clients never heard another process' revocation.)
+    env = {**server_env_base, "REDIS_URL": redis_url}
+    username = f"first-message-{kind}"
+    drf = make_token(env, username)
+    jwt = make_token(env, username, kind="jwt")
+    server = start_server(kind, env, server_logs)
+    try:
+        with revoker(env) as third:
+
+            async def scenario() -> tuple[int | None, int | None]:
+                sockets = []
+                for token in (drf, jwt):
+                    ws = await connect(server.ws("/ws/whoami-message/"), origin=server.origin)
+                    await ws.send(json.dumps({"type": "bearer.authenticate", "token": token}))
+                    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["user"] == username
+                    sockets.append(ws)
+                await asyncio.to_thread(third.run, f"Token.objects.get(key={drf!r}).delete()")
+                by_token = await close_code(sockets[0], CLOSE_WAIT)
+                assert await still_open(sockets[1])  # the JWT names no DRF token
+                await asyncio.to_thread(
+                    third.run, f"u = User.objects.get(username={username!r}); u.is_active = False; u.save()"
+                )
+                return by_token, await close_code(sockets[1], CLOSE_WAIT)
+
+            assert asyncio.run(scenario()) == (4403, 4403)
+    finally:
+        server.stop()
+    assert_no_token_logged((server,), drf, jwt)
