@@ -18,73 +18,23 @@ from django.core.checks import CheckMessage, Error
 from django.utils.module_loading import import_string
 
 from channels_bearer.check_ids import error, warning
+from channels_bearer.defaults import (
+    DEFAULTS,
+    FLAG_KEYS,
+    LIST_KEYS,
+    REFUSAL_MODES,
+    SECONDS_KEYS,
+    SETTING_NAME,
+    SOCKET_POLICIES,
+    SOURCE_NAMES,
+)
 from channels_bearer.sources import is_tchar_token
 
 if TYPE_CHECKING:
     from channels_bearer.backends.base import BaseBackend
 
+# DEFAULTS, SETTING_NAME and SOURCE_NAMES live in channels_bearer.defaults; importable from here too.
 __all__ = ["DEFAULTS", "SETTING_NAME", "SOURCE_NAMES", "BearerConfig", "unknown_keys", "validate"]
-
-SETTING_NAME = "CHANNELS_BEARER"
-
-#: Every key the setting accepts, with its default.
-DEFAULTS: dict[str, Any] = {
-    "BACKENDS": ["channels_bearer.backends.DRFTokenBackend"],
-    "SOURCES": ["subprotocol", "header"],
-    "SUBPROTOCOL": "access_token",
-    "HEADER_KEYWORDS": ["Bearer"],
-    "QUERY_PARAM": "access_token",
-    # "handshake": refuse before accept (401 where the server supports the
-    # denial-response extension, else a close that servers turn into 403).
-    # "close": accept, then close with 4401/4403/4400, because a browser sees
-    # every refused handshake as 1006 and cannot tell why.
-    "REFUSAL": "handshake",
-    "DRF_TOKEN_MODEL": "authtoken.Token",
-    "TICKET_PARAM": "ticket",
-    "TICKET_TTL": 30,
-    "TICKET_CACHE": "default",
-    # Seconds after a token's expiry before its socket is closed with 4401.
-    "EXPIRY_GRACE": 0,
-    # Accept in-band refresh messages on every BearerConsumerMixin consumer.
-    "REFRESH": False,
-    # Close a user's sockets when they log out of a Django session.
-    "REVOKE_ON_LOGOUT": True,
-    # Cached lookups for database-backed backends: a cache alias or None.
-    "CACHE": None,
-    "CACHE_TTL": 60,
-    # Seconds a token that matched nothing is remembered in that cache (0: never).
-    "NEGATIVE_CACHE_TTL": 5,
-    # Seconds a first-message socket ("message" source) may take to authenticate.
-    "AUTH_TIMEOUT": 10,
-    # DRFAuthenticationBackend: dotted paths, or None for REST_FRAMEWORK's
-    # DEFAULT_AUTHENTICATION_CLASSES (checked by the backend).
-    "DRF_AUTHENTICATION_CLASSES": None,
-    # Operators' limits (channels_bearer.limits): open sockets per user across
-    # processes, and refused handshakes per client address.
-    "MAX_SOCKETS_PER_USER": None,
-    "MAX_SOCKETS_POLICY": "refuse",
-    "REFUSAL_RATE": None,
-    # The request header a trusted proxy puts the client's address in (None: the
-    # address the server saw).
-    "CLIENT_ADDRESS_HEADER": None,
-    # Where the limits count: a Django RedisCache alias counts across processes.
-    "LIMITS_CACHE": "default",
-    # Seconds a socket of a process that died still counts against its user.
-    "SOCKET_LEASE": 60,
-    # Prometheus metrics: None = on when prometheus_client is installed.
-    "METRICS": None,
-    # JWKSBackend (checked by the backend: channels_bearer.backends.jwks)
-    "JWKS": {},
-}
-
-#: Where a credential may be: the first four at the handshake, "message" in
-#: the socket's first frame (BearerConsumerMixin).
-SOURCE_NAMES = ("subprotocol", "header", "query", "ticket", "message")
-REFUSAL_MODES = ("handshake", "close")
-SOCKET_POLICIES = ("refuse", "close_oldest")
-LIST_KEYS = ("BACKENDS", "SOURCES", "HEADER_KEYWORDS")
-SECONDS_KEYS = ("TICKET_TTL", "EXPIRY_GRACE", "CACHE_TTL", "NEGATIVE_CACHE_TTL", "AUTH_TIMEOUT", "SOCKET_LEASE")
-FLAG_KEYS = ("REFRESH", "REVOKE_ON_LOGOUT")
 
 @dataclass(frozen=True)
 class BearerConfig:
@@ -144,7 +94,7 @@ def validate(raw: Any) -> tuple[BearerConfig | None, Messages]:
         ]
     messages = unknown_keys("E002", SETTING_NAME, raw, DEFAULTS)
     values = {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
-    for check in (_check_lists, _check_backends, _check_sources, _check_names, _check_values):
+    for check in (_check_lists, _check_backends, _check_sources, _check_names, _check_values, _check_operations):
         messages.extend(check(values))
     if any(isinstance(m, Error) for m in messages):
         return None, messages
@@ -317,6 +267,34 @@ def _check_values(values: dict[str, Any]) -> Messages:
         for key in FLAG_KEYS
         if not isinstance(values[key], bool)
     ]
+    classes = values["DRF_AUTHENTICATION_CLASSES"]
+    if classes is not None and not (_is_str_list(classes) and all(classes)):
+        messages.append(
+            error(
+                "E017",
+                f"{SETTING_NAME}['DRF_AUTHENTICATION_CLASSES'] = {classes!r} must be None or a list of dotted paths.",
+                "For example ['rest_framework.authentication.TokenAuthentication'], or None for "
+                "REST_FRAMEWORK['DEFAULT_AUTHENTICATION_CLASSES'].",
+            )
+        )
+    if values["CACHE"] is not None and (not isinstance(values["CACHE"], str) or not values["CACHE"]):
+        messages.append(
+            error("E016", f"{SETTING_NAME}['CACHE'] = {values['CACHE']!r} must be a cache alias or None.", "For example 'default'.")
+        )
+    if not isinstance(values["JWKS"], Mapping):
+        messages.append(
+            error(
+                "E026",
+                f"{SETTING_NAME}['JWKS'] must be a dict.",
+                'Write "JWKS": {"ISSUER": ..., "AUDIENCE": ..., "JWKS_URL": ...}.',
+            )
+        )
+    return messages
+
+
+def _check_operations(values: dict[str, Any]) -> Messages:
+    """The operators' keys: the limits and the metrics."""
+    messages: Messages = []
     cap = values["MAX_SOCKETS_PER_USER"]
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         messages.append(
@@ -350,28 +328,6 @@ def _check_values(values: dict[str, Any]) -> Messages:
     if values["METRICS"] not in (None, True, False):
         messages.append(
             error("E035", f"{SETTING_NAME}['METRICS'] = {values['METRICS']!r} must be True, False or None.", "None: on when prometheus_client is installed.")
-        )
-    classes = values["DRF_AUTHENTICATION_CLASSES"]
-    if classes is not None and not (_is_str_list(classes) and all(classes)):
-        messages.append(
-            error(
-                "E017",
-                f"{SETTING_NAME}['DRF_AUTHENTICATION_CLASSES'] = {classes!r} must be None or a list of dotted paths.",
-                "For example ['rest_framework.authentication.TokenAuthentication'], or None for "
-                "REST_FRAMEWORK['DEFAULT_AUTHENTICATION_CLASSES'].",
-            )
-        )
-    if values["CACHE"] is not None and (not isinstance(values["CACHE"], str) or not values["CACHE"]):
-        messages.append(
-            error("E016", f"{SETTING_NAME}['CACHE'] = {values['CACHE']!r} must be a cache alias or None.", "For example 'default'.")
-        )
-    if not isinstance(values["JWKS"], Mapping):
-        messages.append(
-            error(
-                "E026",
-                f"{SETTING_NAME}['JWKS'] must be a dict.",
-                'Write "JWKS": {"ISSUER": ..., "AUDIENCE": ..., "JWKS_URL": ...}.',
-            )
         )
     return messages
 

@@ -31,39 +31,27 @@ middleware looked the token up refuses the handshake; one that comes before
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.consumer import SyncConsumer
-from channels.exceptions import StopConsumer
 from django.core.exceptions import ImproperlyConfigured
 
-from channels_bearer import events, limits, metrics, revoke
-from channels_bearer.authentication import authenticate_credential
+from channels_bearer import events, metrics
 from channels_bearer.conf import conf
-from channels_bearer.exceptions import (
-    BearerError,
-    ExpiredToken,
-    InsufficientScope,
-    InvalidRequest,
-    Revoked,
-    TooManySockets,
-)
+from channels_bearer.consumer_base import END, SocketState, nothing
+from channels_bearer.exceptions import BearerError, ExpiredToken, InsufficientScope, InvalidRequest, Revoked
+from channels_bearer.expiry import set_alarm
+from channels_bearer.first_message import FirstMessageAuthentication
 from channels_bearer.identity import BearerIdentity
 from channels_bearer.layer import ResilientLayer
+from channels_bearer.mailbox import Mailbox
+from channels_bearer.refresh import REFRESH_MESSAGE_TYPE, REFRESHED_MESSAGE_TYPE, InBandRefresh, parse_refresh_message
 from channels_bearer.refusal import log_refusal, refusal_messages
 from channels_bearer.registry import MARK_SCOPE_KEY, registry
 from channels_bearer.revoke import identity_user_key
-from channels_bearer.expiry import Alarm, set_alarm
-from channels_bearer.first_message import AUTH_TIMEOUT_CLOSE, NOT_AUTHENTICATE_REASON, parse_authenticate_message
-from channels_bearer.mailbox import Mailbox
-from channels_bearer.refresh import REFRESH_MESSAGE_TYPE, REFRESHED_MESSAGE_TYPE, parse_refresh_message, refreshed_message
-from channels_bearer.sources import Credential
+from channels_bearer.socket_cap import SocketCap
 from channels_bearer.types import Message
 
 __all__ = ["BearerConsumerMixin", "REFRESH_MESSAGE_TYPE", "REFRESHED_MESSAGE_TYPE"]
@@ -71,10 +59,9 @@ __all__ = ["BearerConsumerMixin", "REFRESH_MESSAGE_TYPE", "REFRESHED_MESSAGE_TYP
 logger = logging.getLogger("channels_bearer")
 
 EXPIRED_EVENT = {"type": "bearer.expired"}
-AUTH_TIMEOUT_EVENT = {"type": "bearer.auth_timeout"}
 
 
-class BearerConsumerMixin:
+class BearerConsumerMixin(FirstMessageAuthentication, InBandRefresh, SocketCap):
     """Mix in before a Channels websocket consumer class.
 
     ``bearer_required``: refuse handshakes that present no token, with a bare
@@ -124,7 +111,7 @@ class BearerConsumerMixin:
         # on its own receive stream (mailbox.py), so they are dispatched like
         # any other message: on the consumer's thread for sync consumers, and
         # with the same ordering guarantees.
-        self._bearer = state = _SocketState(Mailbox(asyncio.get_running_loop(), receive), send)
+        self._bearer = state = SocketState(Mailbox(asyncio.get_running_loop(), receive), send)
         identity = scope.get("bearer")
         if isinstance(identity, BearerIdentity):
             mark = scope.get(MARK_SCOPE_KEY)
@@ -137,9 +124,7 @@ class BearerConsumerMixin:
             if state.alarm is not None:
                 state.alarm.cancel()
             self._bearer_unregister()
-            if state.seat is not None:
-                seat, state.seat = state.seat, None
-                await limits.release(*seat, conf.current())
+            await self._bearer_release_seat()
 
     def _bearer_register(self, identity: BearerIdentity, since: int) -> bool:
         """Register this socket under ``identity``; ``False`` if it was revoked since ``since``."""
@@ -175,18 +160,7 @@ class BearerConsumerMixin:
         mailbox = state.mailbox
         state.alarm = set_alarm(mailbox.loop, delay, lambda: mailbox.put(dict(EXPIRED_EVENT)))
 
-    @property
-    def _bearer_is_async(self) -> bool:
-        # SyncConsumer subclasses AsyncConsumer: test for the sync one.
-        return not isinstance(self, SyncConsumer)
-
     # -- handshake ------------------------------------------------------------
-
-    @property
-    def bearer(self) -> BearerIdentity | None:
-        """The identity the middleware put in ``scope["bearer"]``."""
-        identity: BearerIdentity | None = self.scope.get("bearer")
-        return identity
 
     def websocket_connect(self, message: Message) -> Any:
         # A plain method on purpose: for the async consumers it returns the
@@ -210,32 +184,6 @@ class BearerConsumerMixin:
         if identity is not None and conf.current().max_sockets_per_user is not None:
             return self._bearer_then(self._bearer_take_seat(identity, accepted=False), lambda: connect(message))
         return connect(message)
-
-    async def _bearer_take_seat(self, identity: BearerIdentity, *, accepted: bool) -> bool:
-        """Count this socket against ``MAX_SOCKETS_PER_USER``; ``False`` when it was refused instead."""
-        config = conf.current()
-        user = identity_user_key(identity)
-        if user is None or config.max_sockets_per_user is None:
-            return True
-        member = limits.socket_member(getattr(self, "channel_name", None))
-        admitted, evicted = await limits.acquire(self, user, member, config)
-        if not admitted:
-            error = TooManySockets("the user has MAX_SOCKETS_PER_USER sockets open")
-            log_refusal(self.scope, error, identity.source)
-            self._bearer.closed = True
-            await events.refused(type(self), self.scope, error, identity.source, config)
-            if accepted:
-                messages: list[Message] = [{"type": "websocket.close", "code": error.close_code, "reason": error.error}]
-            else:
-                messages = refusal_messages(
-                    error, self.scope, mode=config.refusal, accept_subprotocol=self.select_subprotocol()
-                )
-            await self._bearer_send_all(messages)
-            return False
-        self._bearer.seat = (user, member)
-        if evicted:
-            await limits.evict(evicted)
-        return True
 
     def bearer_refusal(self) -> BearerError | None:
         """A reason to refuse this authenticated connection, or ``None``.
@@ -261,10 +209,6 @@ class BearerConsumerMixin:
         )
         return self._bearer_in_kind(self._bearer_send_all(messages))
 
-    async def _bearer_send_all(self, messages: list[Message]) -> None:
-        for message in messages:
-            await self._bearer.send(message)
-
     def select_subprotocol(self) -> str | None:
         """The subprotocol ``accept()`` answers when it is given none.
 
@@ -282,7 +226,7 @@ class BearerConsumerMixin:
             # First-message authentication accepted the socket already; the
             # consumer's connect() accepting it is the usual code path, not a
             # second handshake answer.
-            return _nothing() if self._bearer_is_async else None
+            return nothing() if self._bearer_is_async else None
         if subprotocol is None:
             subprotocol = self.select_subprotocol()
         self._bearer.accepted = True
@@ -312,25 +256,21 @@ class BearerConsumerMixin:
         """A revocation (``disconnect_user()``, a deleted token...) reached this socket: close with 4403."""
         return self._bearer_end(Revoked("the token or its user was revoked"))
 
-    def bearer_evict(self, message: Message) -> Any:
-        """``MAX_SOCKETS_POLICY = "close_oldest"``: a newer socket of the user took this one's seat: close with 4429."""
-        # The newer socket's acquire already gave up this one's seat.
-        self._bearer.seat = None
-        return self._bearer_end(TooManySockets("a newer socket of the user took this one's place"))
-
     def _bearer_end(self, error: BearerError) -> Any:
         if not self._bearer.closed and self._bearer.accepted:
             return self._bearer_close_for(error)
         if not self._bearer.closed:
             # Not answered yet: websocket_connect() or accept() acts on it.
             self._bearer.pending = self._bearer.pending or error
-        return _nothing() if self._bearer_is_async else None
+        return nothing() if self._bearer_is_async else None
 
     def _bearer_close_for(self, error: BearerError) -> Any:
         """Close an accepted socket for ``error`` (expired, revoked, evicted) and report it."""
-        code, reason, why = _END[type(error)]
+        code, reason, why = END[type(error)]
         identity = self.bearer
-        return self._bearer_then(lambda: self.bearer_close(code, reason), lambda: events.closed(type(self), identity, why))
+        return self._bearer_then(
+            lambda: self.bearer_close(code, reason), lambda: events.closed(type(self), identity, why)
+        )
 
     def bearer_close(self, code: int, reason: str) -> Any:
         """Close the socket; override to tell the client first (call ``super()``)."""
@@ -357,215 +297,3 @@ class BearerConsumerMixin:
             if token is not None:
                 return self._bearer_in_kind(self._bearer_refresh(token))
         return super().websocket_receive(message)  # type: ignore[misc]
-
-    def _bearer_refresh_enabled(self) -> bool:
-        return conf.REFRESH if self.bearer_refresh is None else self.bearer_refresh
-
-    # -- first-message authentication -------------------------------------------
-
-    def _bearer_message_auth_enabled(self) -> bool:
-        return "message" in conf.SOURCES if self.bearer_message_auth is None else self.bearer_message_auth
-
-    async def _bearer_await_first_frame(self, message: Message) -> None:
-        """Accept a handshake that carried no token, and give the first frame ``AUTH_TIMEOUT`` seconds."""
-        state = self._bearer
-        state.connect_message = message
-        state.awaiting_first_frame = True
-        state.accepted = True
-        await state.send({"type": "websocket.accept", "subprotocol": self.select_subprotocol()})
-        mailbox = state.mailbox
-        state.alarm = set_alarm(mailbox.loop, conf.AUTH_TIMEOUT, lambda: mailbox.put(dict(AUTH_TIMEOUT_EVENT)))
-
-    def bearer_auth_timeout(self, message: Message) -> Any:
-        """No authenticate frame within ``AUTH_TIMEOUT``: close with 4408."""
-        if self._bearer.awaiting_first_frame and not self._bearer.closed:
-            self._bearer.awaiting_first_frame = False
-            log_refusal(self.scope, None, "message")
-            return self._bearer_then(
-                events.refused(type(self), self.scope, None, "message", conf.current()),
-                lambda: self.bearer_close(*AUTH_TIMEOUT_CLOSE),
-            )
-        return _nothing() if self._bearer_is_async else None
-
-    def _bearer_first_frame(self, message: Message) -> Any:
-        # The consumer's connect() runs in its own kind: awaited for async
-        # consumers, called on the consumer's thread for sync ones (which may
-        # not be inside the coroutine: sync code there could not reach the loop).
-        connect = super().websocket_connect  # type: ignore[misc]
-        connect_message = self._bearer.connect_message
-        if self._bearer_is_async:
-
-            async def run() -> None:
-                if await self._bearer_authenticate_first_frame(message):
-                    await connect(connect_message)
-
-            return run()
-        if async_to_sync(self._bearer_authenticate_first_frame)(message):
-            connect(connect_message)
-        return None
-
-    async def _bearer_authenticate_first_frame(self, message: Message) -> bool:
-        """Authenticate the token of the first frame; ``False`` when the socket was closed instead."""
-        state = self._bearer
-        state.awaiting_first_frame = False
-        if state.alarm is not None:
-            state.alarm.cancel()
-            state.alarm = None
-        send = state.send
-
-        config = conf.current()
-
-        async def close(code: int, reason: str, error: BearerError | None, seconds: float | None = None) -> bool:
-            log_refusal(self.scope, error, "message")
-            state.closed = True
-            # Reported first, as every refusal is: counted against REFUSAL_RATE
-            # before the client can try again.
-            await events.refused(type(self), self.scope, error, "message", config, seconds)
-            await send({"type": "websocket.close", "code": code, "reason": reason})
-            return False
-
-        try:
-            token = parse_authenticate_message(message.get("text"))
-        except InvalidRequest as error:
-            return await close(AUTH_TIMEOUT_CLOSE[0], NOT_AUTHENTICATE_REASON, error)
-        # watch(), not a bare mark: this process may never have seen a
-        # handshake with a credential, and without its listener it would hear
-        # no other process' revocations.
-        mark = await revoke.watch()
-        started = time.perf_counter()
-        try:
-            identity = await authenticate_credential(Credential("message", token), self.scope, config)
-        except BearerError as error:
-            return await close(error.close_code, error.error, error, time.perf_counter() - started)
-        seconds = time.perf_counter() - started
-        self.scope["bearer"] = identity
-        self.scope["user"] = identity.user
-        refusal = self.bearer_refusal()
-        if refusal is not None:
-            return await close(refusal.close_code, refusal.error, refusal)
-        if not self._bearer_register(identity, mark):
-            state.pending = None
-            return await close(*_END[Revoked][:2], Revoked("revoked during authentication"))
-        await events.authenticated(type(self), self.scope, identity, config, seconds)
-        if not await self._bearer_take_seat(identity, accepted=True):
-            return False
-        state.mailbox.loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
-        state.authenticated_late = True
-        return True
-
-    def websocket_disconnect(self, message: Message) -> Any:
-        if self._bearer.connect_message is not None and not self._bearer.authenticated_late:
-            # The client left before authenticating: the consumer's connect()
-            # never ran, so neither does its disconnect().
-            raise StopConsumer()
-        return super().websocket_disconnect(message)  # type: ignore[misc]
-
-    async def _bearer_refresh(self, token: str) -> None:
-        current = self.bearer
-        send = self._bearer.send
-
-        async def close(code: int, reason: str, why: str = "refresh_failed") -> None:
-            self._bearer.closed = True
-            await send({"type": "websocket.close", "code": code, "reason": reason})
-            await events.closed(type(self), current, why)
-
-        mark = await revoke.watch()
-        try:
-            identity = await authenticate_credential(Credential("refresh", token), self.scope)
-            if current is None or identity.user.pk != current.user.pk:
-                raise Revoked("the refreshed token belongs to another user")
-        except BearerError as error:
-            logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), error.error)
-            return await close(error.close_code, error.error)
-        identity = dataclasses.replace(identity, source=current.source)
-        self.scope["bearer"] = identity
-        self.scope["user"] = identity.user
-        refusal = self.bearer_refusal()
-        if refusal is not None:
-            return await close(refusal.close_code, refusal.error)
-        self._bearer_unregister()
-        if not self._bearer_register(identity, mark):
-            # The new token (or the user) was revoked while it was being checked.
-            self._bearer.pending = None
-            return await close(*_END[Revoked][:2], why="revoked")
-        self._bearer.mailbox.loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
-        await send({"type": "websocket.send", "text": refreshed_message(identity.expires_at)})
-
-    def _bearer_then(self, first: Any, then: Callable[[], Any]) -> Any:
-        """Run ``first``, then ``then()`` unless ``first`` gave ``False``; in the consumer's kind.
-
-        Each is an awaitable or a callable that returns one in the consumer's
-        kind (a coroutine for async consumers, a done call for sync ones). For
-        sync consumers ``then()`` runs on the consumer's own thread, where the
-        consumer's sync code belongs.
-        """
-        if self._bearer_is_async:
-
-            async def run() -> Any:
-                step = first() if callable(first) else first
-                if (await step if step is not None else None) is False:
-                    return None
-                result = then()
-                return await result if result is not None else None
-
-            return run()
-        step = first() if callable(first) else first
-        if step is not None and async_to_sync(_awaited)(step) is False:
-            return None
-        result = then()
-        return async_to_sync(_awaited)(result) if asyncio.iscoroutine(result) else result
-
-    def _bearer_in_kind(self, coroutine: Awaitable[None]) -> Any:
-        """Hand a coroutine back to async consumers; run it to the end for sync ones."""
-        if self._bearer_is_async:
-            return coroutine
-
-        async def run() -> None:
-            await coroutine
-
-        async_to_sync(run)()
-        return None
-
-
-class _SocketState:
-    """What the mixin keeps about its socket: one attribute on the consumer, no dict of its own."""
-
-    __slots__ = (
-        "mailbox", "send", "alarm", "registered", "accepted", "closed", "pending",
-        "connect_message", "awaiting_first_frame", "authenticated_late", "seat",
-    )  # fmt: skip
-
-    def __init__(self, mailbox: Mailbox, send: Any) -> None:
-        self.mailbox = mailbox
-        #: The server's own send: sync consumers hold base_send as async_to_sync(send).
-        self.send = send
-        self.alarm: Alarm | None = None
-        self.registered: tuple[str | None, str] | None = None
-        self.accepted = False
-        self.closed = False
-        #: An end (revocation, expiry) that came before the accept.
-        self.pending: BearerError | None = None
-        #: First-message authentication: the handshake's connect message, kept
-        #: for the consumer's connect(); whether the first frame is awaited;
-        #: whether it authenticated the socket.
-        self.connect_message: Message | None = None
-        self.awaiting_first_frame = False
-        self.authenticated_late = False
-        #: ``(user, member)`` this socket holds under ``MAX_SOCKETS_PER_USER``.
-        self.seat: tuple[str, str] | None = None
-
-
-#: How each end closes an accepted socket: ``(code, reason, bearer_closed's reason)``.
-_END: dict[type[BearerError], tuple[int, str, str]] = {
-    ExpiredToken: (4401, "token_expired", "expired"),
-    Revoked: (4403, "revoked", "revoked"),
-    TooManySockets: (4429, "too_many_sockets", "too_many_sockets"),
-}
-
-
-async def _nothing() -> None:
-    return None
-
-
-async def _awaited(step: Awaitable[Any]) -> Any:
-    return await step

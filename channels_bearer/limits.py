@@ -28,16 +28,15 @@ clients pick their own address).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-import threading
 import time
 import uuid
 import weakref
-from typing import Any, Protocol
+from typing import Any
 
 from channels_bearer.config import BearerConfig
+from channels_bearer.limit_stores import LocalStore, RedisStore, Store
 from channels_bearer.types import Scope
 
 __all__ = ["client_address", "open_sockets_now", "socket_member", "store"]
@@ -46,9 +45,6 @@ logger = logging.getLogger("channels_bearer")
 
 #: The event a socket gets when ``close_oldest`` closes it.
 EVICT_MESSAGE_TYPE = "bearer.evict"
-PREFIX = "channels_bearer:"
-#: At most this many addresses' refusal counts are kept in one process (LocalStore).
-MAX_LOCAL_ADDRESSES = 100_000
 
 
 def client_address(scope: Scope, config: BearerConfig) -> str | None:
@@ -75,169 +71,6 @@ def socket_member(channel_name: str | None) -> str:
     """A socket's entry in its user's set: its open time first (so that members sort oldest first), then where it is."""
     where = channel_name or f"local!{uuid.uuid4().hex}"
     return f"{time.time_ns() // 1000:017d}|{where}"
-
-
-class Store(Protocol):
-    async def refusals(self, address: str, window: int) -> int: ...
-    async def add_refusal(self, address: str, window: int, ttl: int) -> None: ...
-    async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]: ...
-    async def release(self, user: str, member: str) -> None: ...
-
-
-class LocalStore:
-    """Counts in this process; thread-safe (sync consumers acquire from their threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        #: user → members, oldest first (dicts keep insertion order)
-        self._sockets: dict[str, dict[str, None]] = {}
-        #: address → (window, refusals in it)
-        self._refusals: dict[str, tuple[int, int]] = {}
-
-    async def refusals(self, address: str, window: int) -> int:
-        with self._lock:
-            found = self._refusals.get(address)
-        return found[1] if found is not None and found[0] == window else 0
-
-    async def add_refusal(self, address: str, window: int, ttl: int) -> None:
-        with self._lock:
-            found = self._refusals.get(address)
-            count = found[1] + 1 if found is not None and found[0] == window else 1
-            self._refusals[address] = (window, count)
-            if len(self._refusals) > MAX_LOCAL_ADDRESSES:
-                self._refusals = {k: v for k, v in self._refusals.items() if v[0] >= window}
-
-    async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]:
-        with self._lock:
-            members = self._sockets.setdefault(user, {})
-            evicted: list[str] = []
-            if len(members) >= cap:
-                if policy != "close_oldest":
-                    return False, []
-                evicted = list(members)[: len(members) - cap + 1]
-                for old in evicted:
-                    del members[old]
-            members[member] = None
-            return True, evicted
-
-    async def release(self, user: str, member: str) -> None:
-        with self._lock:
-            members = self._sockets.get(user)
-            if members is not None:
-                members.pop(member, None)
-                if not members:
-                    del self._sockets[user]
-
-
-#: Atomically: drop lapsed leases, then admit the member (evicting the oldest
-#: under close_oldest) or refuse it. Members sort oldest first (socket_member).
-ACQUIRE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local count = redis.call('ZCARD', KEYS[1])
-local cap = tonumber(ARGV[4])
-local result = {1}
-if count >= cap then
-  if ARGV[5] ~= 'close_oldest' then return {0} end
-  local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-  table.sort(members)
-  for i = 1, count - cap + 1 do
-    redis.call('ZREM', KEYS[1], members[i])
-    result[#result + 1] = members[i]
-  end
-end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[6])
-return result
-"""
-
-
-class RedisStore:
-    """Counts in Redis, across processes: one client per event loop; leases renewed by one task per loop."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, Any]] = {}
-        #: (user key, member) → lease, for the sockets of this process, by loop
-        self._held: dict[int, dict[tuple[str, str], float]] = {}
-        self._renewers: dict[int, asyncio.Task[None]] = {}
-
-    def _client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        found = self._clients.get(id(loop))
-        if found is None or found[0] is not loop:
-            import redis.asyncio
-
-            found = self._clients[id(loop)] = (
-                loop,
-                redis.asyncio.Redis.from_url(self.url),
-            )
-        return found[1]
-
-    @staticmethod
-    def sockets_key(user: str) -> str:
-        return f"{PREFIX}sockets:{user}"
-
-    async def refusals(self, address: str, window: int) -> int:
-        value = await self._client().get(f"{PREFIX}refusals:{address}:{window}")
-        return int(value or 0)
-
-    async def add_refusal(self, address: str, window: int, ttl: int) -> None:
-        key = f"{PREFIX}refusals:{address}:{window}"
-        async with self._client().pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, ttl)
-            await pipe.execute()
-
-    async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]:
-        now = time.time()
-        result = await self._client().eval(
-            ACQUIRE,
-            1,
-            self.sockets_key(user),
-            now,
-            now + lease,
-            member,
-            cap,
-            policy,
-            int(lease * 2000),
-        )
-        admitted = int(result[0]) == 1
-        if admitted:
-            self._hold(user, member, lease)
-        return admitted, [m.decode() if isinstance(m, bytes) else str(m) for m in result[1:]]
-
-    async def release(self, user: str, member: str) -> None:
-        for held in self._held.values():
-            held.pop((user, member), None)
-        await self._client().zrem(self.sockets_key(user), member)
-
-    def _hold(self, user: str, member: str, lease: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._held.setdefault(id(loop), {})[(user, member)] = lease
-        renewer = self._renewers.get(id(loop))
-        if renewer is None or renewer.done():
-            self._renewers[id(loop)] = loop.create_task(self._renew(id(loop), lease))
-
-    async def _renew(self, loop_id: int, lease: float) -> None:
-        """Renew the leases of this loop's sockets every third of a lease, for as long as it has some."""
-        while True:
-            await asyncio.sleep(max(lease / 3, 0.1))
-            held = self._held.get(loop_id) or {}
-            if not held:
-                return
-            now = time.time()
-            try:
-                async with self._client().pipeline(transaction=False) as pipe:
-                    for (user, member), seconds in list(held.items()):
-                        key = self.sockets_key(user)
-                        pipe.zadd(key, {member: now + seconds})
-                        pipe.pexpire(key, int(seconds * 2000))
-                    await pipe.execute()
-            except Exception as exc:  # Redis down: try again next time; leases may lapse meanwhile
-                logger.warning(
-                    "Could not renew the socket leases in Redis (%s).",
-                    type(exc).__name__,
-                )
 
 
 _local = LocalStore()

@@ -5,16 +5,34 @@ text frame; the mixin answers ``{"type": "bearer.refreshed", "expires_at":
 "<ISO 8601 or null>"}`` or closes (4401 invalid, 4403 another user, 4400 no
 token). Only a JSON object whose ``type`` is exactly ``bearer.refresh`` is a
 refresh frame: application frames never are.
+
+This module holds the frames' format and :class:`InBandRefresh`, the part of
+``BearerConsumerMixin`` that checks the new token and moves the expiry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from datetime import datetime
 
-from channels_bearer.exceptions import InvalidRequest
+from channels_bearer import events, revoke
+from channels_bearer.authentication import authenticate_credential
+from channels_bearer.conf import conf
+from channels_bearer.consumer_base import END, ConsumerBase
+from channels_bearer.exceptions import BearerError, InvalidRequest, Revoked
+from channels_bearer.sources import Credential
 
-__all__ = ["REFRESHED_MESSAGE_TYPE", "REFRESH_MESSAGE_TYPE", "parse_refresh_message", "refreshed_message"]
+__all__ = [
+    "REFRESHED_MESSAGE_TYPE",
+    "REFRESH_MESSAGE_TYPE",
+    "InBandRefresh",
+    "parse_refresh_message",
+    "refreshed_message",
+]
+
+logger = logging.getLogger("channels_bearer")
 
 #: ``{"type": "bearer.refresh", "token": "<new token>"}``: sent by the client.
 REFRESH_MESSAGE_TYPE = "bearer.refresh"
@@ -46,3 +64,41 @@ def parse_refresh_message(text: str) -> str | None:
 def refreshed_message(expires_at: datetime | None) -> str:
     """The text frame that answers an accepted refresh."""
     return json.dumps({"type": REFRESHED_MESSAGE_TYPE, "expires_at": expires_at.isoformat() if expires_at else None})
+
+
+class InBandRefresh(ConsumerBase):
+    """The part of ``BearerConsumerMixin`` that takes a new token on an open socket."""
+
+    def _bearer_refresh_enabled(self) -> bool:
+        return conf.REFRESH if self.bearer_refresh is None else self.bearer_refresh
+
+    async def _bearer_refresh(self, token: str) -> None:
+        current = self.bearer
+        send = self._bearer.send
+
+        async def close(code: int, reason: str, why: str = "refresh_failed") -> None:
+            self._bearer.closed = True
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+            await events.closed(type(self), current, why)
+
+        mark = await revoke.watch()
+        try:
+            identity = await authenticate_credential(Credential("refresh", token), self.scope)
+            if current is None or identity.user.pk != current.user.pk:
+                raise Revoked("the refreshed token belongs to another user")
+        except BearerError as error:
+            logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), error.error)
+            return await close(error.close_code, error.error)
+        identity = dataclasses.replace(identity, source=current.source)
+        self.scope["bearer"] = identity
+        self.scope["user"] = identity.user
+        refusal = self.bearer_refusal()
+        if refusal is not None:
+            return await close(refusal.close_code, refusal.error)
+        self._bearer_unregister()
+        if not self._bearer_register(identity, mark):
+            # The new token (or the user) was revoked while it was being checked.
+            self._bearer.pending = None
+            return await close(*END[Revoked][:2], why="revoked")
+        self._bearer.mailbox.loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)
+        await send({"type": "websocket.send", "text": refreshed_message(identity.expires_at)})
