@@ -815,14 +815,25 @@ class Bench:
         servers = start_servers(specs, self.env, self.tmp)
         self.out("| storm | settings | sockets | opened | refused as expected | all in after s | database lookups (SQL queries) | failed |")
         self.out("|---|---|---:|---:|---:|---:|---:|---:|")
+
+        def clients_of(config: Config, accounts: list[tuple[str, dict[str, str]]]) -> list[Client]:
+            port = servers[config.server].port
+            return [config.client(port, user, tokens) for user, tokens in accounts for _ in range(per_user)]
+
+        def storm_row(label: str, settings: str, config: Config, clients: list[Client], *, refusal: bool = False) -> tuple[int, int, Counter[str], float]:
+            """One storm and its row: (queries, sockets opened or refused, failures, seconds)."""
+            queries, count, failures, took = self.one_storm(servers[config.server], clients, expect_refusal=refusal)
+            failed = sum(failures.values())
+            self.failures_total += failed
+            opened, refused = (0, f"{count:,}") if refusal else (count, "—")
+            self.out(f"| {label} | {settings} | {n:,} | {opened:,} | {refused} | {took:.2f} | {queries:,} | {failed:,} |")
+            return queries, count, failures, took
+
         try:
             for name, server, kind in [("DRF", "drf", "drf"), ("SimpleJWT", "simplejwt", "jwt")]:
                 config = Config(name, server, "subprotocol", kind)
-                clients = [config.client(servers[server].port, user, tokens) for user, tokens in self.storm_users for _ in range(per_user)]
-                queries, opened, failures, took = self.one_storm(servers[server], clients, expect_refusal=False)
-                failed = sum(failures.values())
-                self.failures_total += failed
-                self.out(f"| {name} tokens | defaults (no CACHE) | {n:,} | {opened:,} | — | {took:.2f} | {queries:,} | {failed:,} |")
+                clients = clients_of(config, self.storm_users)
+                queries, opened, failures, took = storm_row(f"{name} tokens", "defaults (no CACHE)", config, clients)
                 self.target(
                     storm_target(p, name),
                     f"{queries:,} lookups, {opened:,}/{n:,} in ({took:.2f} s)",
@@ -831,26 +842,12 @@ class Bench:
                 if failures:
                     self.notes.append(f"storm, {name}: " + ", ".join(f"{v} × {k}" for k, v in failures.items()))
             config = Config("SimpleJWT", "simplejwt-backlog-50", "subprotocol", "jwt")
-            port = servers["simplejwt-backlog-50"].port
-            clients = [config.client(port, user, tokens) for user, tokens in self.storm_users for _ in range(per_user)]
-            queries, opened, failures, took = self.one_storm(servers["simplejwt-backlog-50"], clients, expect_refusal=False)
-            failed = sum(failures.values())
-            self.failures_total += failed
-            self.out(
-                f"| SimpleJWT tokens, daphne's default backlog (50) | defaults (no CACHE) | {n:,} | {opened:,} | — | "
-                f"{took:.2f} | {queries:,} | {failed:,} |"
-            )
+            storm_row("SimpleJWT tokens, daphne's default backlog (50)", "defaults (no CACHE)", config, clients_of(config, self.storm_users))
             unknown = [(f"storm-{i:03d}", {"drf": os.urandom(20).hex()}) for i in range(users)]
             config = Config("refused", "refused", "subprotocol", "drf")
-            clients = [config.client(servers["refused"].port, user, tokens) for user, tokens in unknown for _ in range(per_user)]
+            clients = clients_of(config, unknown)
             for wave in ("first", "second, at once after"):
-                queries, refused, failures, took = self.one_storm(servers["refused"], clients, expect_refusal=True)
-                failed = sum(failures.values())
-                self.failures_total += failed
-                self.out(
-                    f"| {users} unknown DRF tokens, {wave} | CACHE (NEGATIVE_CACHE_TTL 5 s) | {n:,} | 0 | {refused:,} | "
-                    f"{took:.2f} | {queries:,} | {failed:,} |"
-                )
+                storm_row(f"{users} unknown DRF tokens, {wave}", "CACHE (NEGATIVE_CACHE_TTL 5 s)", config, clients, refusal=True)
         finally:
             for server in servers.values():
                 server.stop()

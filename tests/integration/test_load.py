@@ -11,7 +11,6 @@ grow it again): a leak guard, not a benchmark. The numbers are printed
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import resource
@@ -27,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
+from tests.support.encoding import b64url
 from tests.support.servers import Server, start_server
 
 pytestmark = pytest.mark.server
@@ -72,10 +72,6 @@ class Job:
     token: str
     username: str
     via: str
-
-
-def b64url(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def bad_token(i: int, jwt_token: str, drf: str) -> tuple[str, str]:

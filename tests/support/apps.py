@@ -20,6 +20,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.urls import path
 
+from channels_bearer.consumers import BearerConsumerMixin
 from channels_bearer.middleware import BearerAuthMiddlewareStack
 from tests.support.encoding import b64url
 
@@ -59,6 +60,15 @@ class RecordingConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         record(self, "connect")
         await self.accept(self.answer, list(self.answer_headers) or None)
+
+
+class IdentityConsumer(BearerConsumerMixin, AsyncWebsocketConsumer):
+    """Accepts, then sends ``"<username> <token_id> <expires_at>"``: what the backend made of the token."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        assert self.bearer is not None
+        await self.send(text_data=f"{self.scope['user'].get_username()} {self.bearer.token_id} {self.bearer.expires_at}")
 
 
 @dataclass
@@ -112,6 +122,11 @@ async def refused(comm: WebsocketCommunicator) -> int:
     assert isinstance(code, int)
     return code
 
+
+
+async def subprotocol_refusal(app: Any, token: str) -> int:
+    """The close code of a handshake that offers ``["access_token", token]`` and must be refused."""
+    return await refused(communicator(app, subprotocols=["access_token", token]))
 
 async def closed_with(comm: WebsocketCommunicator, timeout: float = 3) -> tuple[int, str]:
     """The next message the application sent, which must be a close: its ``(code, reason)``."""

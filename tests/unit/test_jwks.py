@@ -28,6 +28,7 @@ from channels_bearer.backends import JWKSBackend
 from channels_bearer.backends.jwks import check_jwks_settings, parse_jwks
 from channels_bearer.exceptions import BackendUnavailable, ExpiredToken, InactiveUser, InvalidToken
 from channels_bearer.identity import token_hash_id
+from tests.support.encoding import b64url
 from tests.support.jwks import AUDIENCE, JWKS_BACKEND, JWKSServer, SilentServer, mint
 from tests.support.keys import EC_KEY, EC_KID, RSA_KEY_1, RSA_KEY_2, RSA_KID_1, RSA_KID_2, public_jwk, public_pem
 from tests.support.apps import assert_secret_absent, build_app, communicator, refused
@@ -65,15 +66,11 @@ async def authenticate(backend: JWKSBackend, token: str) -> Any:
     return await asyncio.wait_for(backend.authenticate(token, {}), GUARD)
 
 
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def hand_signed(header: dict[str, Any], claims: dict[str, Any], secret: bytes | None) -> str:
     """A JWT built by hand: PyJWT itself refuses to HMAC-sign with a PEM key."""
-    signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+    signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
     signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest() if secret else b""
-    return signing_input + "." + b64(signature)
+    return signing_input + "." + b64url(signature)
 
 
 def claims_for(server: JWKSServer, **extra: Any) -> dict[str, Any]:
@@ -208,7 +205,7 @@ def tamper(token: str) -> str:
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["sub"] = "admin"
-    return ".".join([header, b64(json.dumps(claims).encode()), signature])
+    return ".".join([header, b64url(json.dumps(claims).encode()), signature])
 
 
 REFUSAL_CASES = [

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 from django.utils import timezone
@@ -15,8 +14,7 @@ from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from channels_bearer.backends.knox import KnoxTokenBackend
-from channels_bearer.consumers import BearerConsumerMixin
-from tests.support.apps import assert_secret_absent, build_app, closed_with
+from tests.support.apps import IdentityConsumer, assert_secret_absent, build_app, closed_with, subprotocol_refusal
 from tests.support.queries import counted
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,14 +23,7 @@ KNOX = "channels_bearer.backends.KnoxTokenBackend"
 DRF = "channels_bearer.backends.DRFTokenBackend"
 
 
-class Whoami(BearerConsumerMixin, AsyncWebsocketConsumer):
-    async def connect(self) -> None:
-        await self.accept()
-        assert self.bearer is not None
-        await self.send(text_data=f"{self.scope['user'].get_username()} {self.bearer.token_id} {self.bearer.expires_at}")
-
-
-APP = build_app(("ws/", Whoami.as_asgi()))
+APP = build_app(("ws/", IdentityConsumer.as_asgi()))
 
 
 @pytest.fixture(autouse=True)
@@ -53,10 +44,7 @@ async def open_socket(token: str) -> WebsocketCommunicator:
 
 
 async def refusal(token: str) -> int:
-    comm = WebsocketCommunicator(APP, "/ws/", subprotocols=["access_token", token])
-    connected, code = await comm.connect()
-    assert connected is False
-    return int(code)
+    return await subprotocol_refusal(APP, token)
 
 
 

@@ -30,11 +30,6 @@ BACKENDS = {"BACKENDS": ["channels_bearer.backends.DRFTokenBackend", OAUTH]}
 
 
 @pytest.fixture
-def alice() -> Any:
-    return get_user_model().objects.create_user("alice")
-
-
-@pytest.fixture
 def app(alice: Any) -> Any:
     return make_application("chat-app", user=alice)
 

@@ -71,11 +71,6 @@ async def identify(token: str) -> Any:
     return await authenticate_credential(Credential("header", token), {"type": "websocket"})
 
 
-@pytest.fixture
-def alice(transactional_db: None) -> Any:
-    return get_user_model()._default_manager.create_user(username="alice")
-
-
 # -- the fixture: every way a client sends a token ---------------------------------
 
 
