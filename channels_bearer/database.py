@@ -76,9 +76,12 @@ def _under_async_to_sync() -> bool:
     # and sends thread-sensitive work back to it: from the task that
     # async_to_sync runs, or from any task on the loop it made (a test
     # communicator's application runs in a fresh context, on that loop).
-    if getattr(AsyncToSync.executors, "current", None) is not None:
+    # Public but undocumented attributes of asgiref 3.x: read defensively, so
+    # that an asgiref without them means "no sync thread waits" (the lookup
+    # thread), never an AttributeError in every handshake.
+    if getattr(getattr(AsyncToSync, "executors", None), "current", None) is not None:
         return True
-    return asyncio.get_running_loop() in AsyncToSync.loop_thread_executors
+    return asyncio.get_running_loop() in getattr(AsyncToSync, "loop_thread_executors", {})
 
 
 def on_lookup_thread(function: Callable[[], T]) -> T:

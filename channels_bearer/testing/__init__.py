@@ -18,8 +18,9 @@
   application subprotocols (``subprotocols=``) are offered after it;
 * ``"header"``: ``Authorization: Bearer <token>`` (the first ``HEADER_KEYWORDS``);
 * ``"query"``: ``?access_token=<token>`` appended to the path's query string;
-* ``"ticket"``: ``?ticket=<token>``: here ``token`` **is a ticket**, from
-  ``make_ticket(user)`` (or ``TicketView``).
+* ``"ticket"``: exchanges ``token`` (a DRF token or a JWT) for a one-time
+  ticket as a client would, then connects with ``?ticket=<ticket>``; a ticket
+  you already hold (``make_ticket(user)``, ``TicketView``) goes in ``ticket=``.
 
 Where the database may not be touched (async test code), build it with
 ``BearerCommunicator.for_user(application, path, user, kind=...)``: the token

@@ -3,8 +3,8 @@
 A real daphne on a throwaway PostgreSQL cluster. PostgreSQL counts the
 sessions it accepts (``pg_stat_database.sessions``) and lists its backends
 (``pg_stat_activity``): the tests read both, through a connection of their
-own, around rounds of handshakes. Also: a restart of the database, and the
-database down, are survived.
+own, around rounds of handshakes. Also, on daphne and uvicorn: a restart of the
+database, a killed connection, and the database down, are survived.
 """
 
 from __future__ import annotations
@@ -55,6 +55,20 @@ def pg_daphne(pg_env: dict[str, str], server_logs: Path, tokens: dict[str, str])
     server = start_server("daphne", pg_env, server_logs)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def pg_uvicorn(pg_env: dict[str, str], server_logs: Path, tokens: dict[str, str]) -> Iterator[Server]:
+    server = start_server("uvicorn", pg_env, server_logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["daphne", "uvicorn"])
+def pg_server(request: pytest.FixtureRequest) -> Server:
+    """Each server in turn, for the fault tests."""
+    server: Server = request.getfixturevalue(f"pg_{request.param}")
+    return server
 
 
 @pytest.fixture
@@ -113,32 +127,48 @@ def test_connections_stay_bounded_under_load(pg_daphne: Server, tokens: dict[str
     assert counts[0] <= 2 and counts[1] <= counts[0], counts
 
 
-def test_a_database_restart_is_survived(pg_daphne: Server, tokens: dict[str, str], postgres: PostgresProcess) -> None:
-    assert asyncio.run(handshake(pg_daphne, tokens["drf"])) == "pg-alice"
+def test_a_database_restart_is_survived(pg_server: Server, tokens: dict[str, str], postgres: PostgresProcess) -> None:
+    assert asyncio.run(handshake(pg_server, tokens["drf"])) == "pg-alice"
     postgres.restart()
     # The process' connection died with the server: the lookup that meets it
     # connects again, and the handshake succeeds.
-    assert asyncio.run(handshake(pg_daphne, tokens["drf"])) == "pg-alice"
-    assert asyncio.run(handshake(pg_daphne, tokens["jwt"])) == "pg-alice"
+    assert asyncio.run(handshake(pg_server, tokens["drf"])) == "pg-alice"
+    assert asyncio.run(handshake(pg_server, tokens["jwt"])) == "pg-alice"
+
+
+def test_a_killed_database_connection_is_replaced(pg_server: Server, tokens: dict[str, str], admin: Any) -> None:
+    # The database stays up; only the server's connection dies (an idle
+    # timeout, a failover, an operator's pg_terminate_backend).
+    assert asyncio.run(handshake(pg_server, tokens["drf"])) == "pg-alice"
+    killed = admin.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        [DATABASE],
+    ).fetchone()[0]
+    assert killed >= 1, "the server kept no connection open to kill"
+    for kind in ("drf", "jwt", "drf"):
+        assert asyncio.run(handshake(pg_server, tokens[kind])) == "pg-alice"
+    assert pg_server.alive()
 
 
 def test_the_database_down_refuses_at_once_and_recovers(
-    pg_daphne: Server, tokens: dict[str, str], postgres: PostgresProcess
+    pg_server: Server, tokens: dict[str, str], postgres: PostgresProcess
 ) -> None:
-    assert asyncio.run(handshake(pg_daphne, tokens["drf"])) == "pg-alice"
-    watch = LogWatch(pg_daphne)
+    assert asyncio.run(handshake(pg_server, tokens["drf"])) == "pg-alice"
+    watch = LogWatch(pg_server)
     postgres.stop()
     try:
         for kind in ("drf", "jwt"):
-            outcome = asyncio.run(connect_outcome(pg_daphne, subprotocols=["access_token", tokens[kind]]))
-            assert outcome.status == 403 and not outcome.hung, outcome  # daphne's answer to a refusal
+            outcome = asyncio.run(connect_outcome(pg_server, subprotocols=["access_token", tokens[kind]]))
+            # temporarily_unavailable: 503 where the server sends HTTP refusals; daphne turns it into 403.
+            assert outcome.status == (403 if pg_server.kind == "daphne" else 503) and not outcome.hung, outcome
     finally:
         postgres.start()
     text = asyncio.run(watch.assert_clean(*tokens.values()))
     assert "failed while authenticating a WebSocket handshake" in text
     for kind in ("drf", "jwt"):
-        assert asyncio.run(handshake(pg_daphne, tokens[kind])) == "pg-alice"
-    assert pg_daphne.alive()
+        assert asyncio.run(handshake(pg_server, tokens[kind])) == "pg-alice"
+    assert pg_server.alive()
 
 
 def test_refusals_open_no_connection_each_either(pg_daphne: Server, admin: Any) -> None:

@@ -14,7 +14,6 @@ from typing import Any
 import django
 import pytest
 from asgiref.sync import async_to_sync
-from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.test import override_settings
 from oauth2_provider.models import get_access_token_model
@@ -49,11 +48,6 @@ def cached() -> Iterator[None]:
         caches["default"].clear()
 
 
-@pytest.fixture
-def alice() -> Any:
-    return get_user_model().objects.create_user("alice")
-
-
 def authenticate(backend: BaseBackend, token: str) -> tuple[Any, int]:
     """``(identity or None, number of database queries)``."""
     with counted() as statements:
@@ -83,6 +77,34 @@ def test_hit_makes_no_query(alice: Any, kind: str) -> None:
     assert second.scopes == first.scopes
     assert second.expires_at == first.expires_at
 
+
+
+@pytest.mark.parametrize("kind", ["drf", "oauth", "knox", "simplejwt"])
+def test_a_hit_never_leaves_the_event_loop(alice: Any, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # "0 queries and no thread switch on a hit" (issue 15): every lookup that
+    # leaves the loop goes through database.run (the lookup thread); a hit
+    # never calls it. The real function runs; the wrapper only counts.
+    from knox.models import AuthToken
+
+    from channels_bearer import database
+    from channels_bearer.backends import KnoxTokenBackend
+
+    backend, token = {
+        "drf": lambda: (DRFTokenBackend(), drf_token(alice)),
+        "oauth": lambda: (OAuthToolkitBackend(), oauth_token(alice)),
+        "knox": lambda: (KnoxTokenBackend(), AuthToken.objects.create(alice)[1]),
+        "simplejwt": lambda: (SimpleJWTBackend(), simplejwt(alice)),
+    }[kind]()
+    real, calls = database.run, []
+
+    async def counting(function: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(function)
+        return await real(function, *args, **kwargs)
+
+    monkeypatch.setattr(database, "run", counting)
+    assert authenticate(backend, token)[0].user == alice and len(calls) == 1  # the miss: one trip
+    identity, queries = authenticate(backend, token)
+    assert (identity.user, queries, calls[1:]) == (alice, 0, [])
 
 def test_without_cache_every_lookup_queries(alice: Any) -> None:
     token = drf_token(alice)

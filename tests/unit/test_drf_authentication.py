@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 from knox.models import AuthToken
@@ -22,9 +21,8 @@ from rest_framework.authtoken.models import Token
 from channels_bearer.backends import DRFAuthenticationBackend
 from channels_bearer.backends.knox import KnoxTokenBackend
 from channels_bearer.config import validate
-from channels_bearer.consumers import BearerConsumerMixin
 from channels_bearer.identity import token_hash_id
-from tests.support.apps import assert_secret_absent, build_app, closed_with
+from tests.support.apps import IdentityConsumer, assert_secret_absent, build_app, closed_with, subprotocol_refusal
 from tests.support.tokens import jwt_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,14 +37,7 @@ ALL = [DRF_TOKEN, SIMPLEJWT, KNOX]
 THREADS: list[str] = []
 
 
-class Whoami(BearerConsumerMixin, AsyncWebsocketConsumer):
-    async def connect(self) -> None:
-        await self.accept()
-        assert self.bearer is not None
-        await self.send(text_data=f"{self.scope['user'].get_username()} {self.bearer.token_id} {self.bearer.expires_at}")
-
-
-APP = build_app(("ws/", Whoami.as_asgi()))
+APP = build_app(("ws/", IdentityConsumer.as_asgi()))
 
 
 class RecordingTokenAuthentication(TokenAuthentication):
@@ -64,6 +55,14 @@ class LeakyAuthentication(TokenAuthentication):
         raise exceptions.AuthenticationFailed(f"bad token {key}")
 
 
+
+class CarelessAuthentication(TokenAuthentication):
+    """Returns the token's user without looking at ``is_active``, as some custom classes do."""
+
+    def authenticate_credentials(self, key: str) -> Any:
+        row = Token.objects.select_related("user").get(key=key)
+        return row.user, row
+
 def settings_with(classes: list[str] | None) -> Any:
     return override_settings(CHANNELS_BEARER={"BACKENDS": [BACKEND], "DRF_AUTHENTICATION_CLASSES": classes})
 
@@ -75,10 +74,7 @@ async def open_socket(token: str) -> tuple[WebsocketCommunicator, list[str]]:
 
 
 async def refusal(token: str) -> int:
-    comm = WebsocketCommunicator(APP, "/ws/", subprotocols=["access_token", token])
-    connected, code = await comm.connect()
-    assert connected is False
-    return int(code)
+    return await subprotocol_refusal(APP, token)
 
 
 
@@ -141,6 +137,15 @@ async def test_an_inactive_user_is_refused(user_factory: Any) -> None:
     with settings_with(ALL):
         assert await refusal(jwt) == 4401
 
+
+
+async def test_a_class_that_lets_an_inactive_user_through_is_overruled(user_factory: Any) -> None:
+    # The backend's own check_user() refuses what the class did not: 4403, as
+    # for every backend (a new token would not help).
+    bob = await sync_to_async(user_factory)("bob", is_active=False)
+    token = await sync_to_async(lambda: Token.objects.create(user=bob).key)()
+    with settings_with([f"{__name__}.CarelessAuthentication"]):
+        assert await refusal(token) == 4403
 
 async def test_session_and_basic_authentication_are_skipped(alice: Any, token: str) -> None:
     classes = ["rest_framework.authentication.SessionAuthentication", "rest_framework.authentication.BasicAuthentication", DRF_TOKEN]

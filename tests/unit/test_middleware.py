@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -96,6 +97,27 @@ async def test_no_token_anonymous() -> None:
     assert seen["subprotocols"] == ["chat"]
     assert subprotocol is None
 
+
+
+class EchoingConsumer(RecordingConsumer):
+    """No mixin, like RecordingConsumer; echoes each text frame."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        await self.send(text_data=f"echo:{text_data}")
+
+
+async def test_without_the_mixin_the_message_source_leaves_the_frame_to_the_consumer(token: str) -> None:
+    # What the README says a consumer without BearerConsumerMixin gets with the
+    # "message" source: AnonymousUser, and the authenticate frame as any other.
+    with override_settings(CHANNELS_BEARER={**BOTH_BACKENDS, "SOURCES": ["subprotocol", "header", "message"]}):
+        comm = communicator(build_app(("ws/", EchoingConsumer.as_asgi())))
+        assert await comm.connect() == (True, None)
+        frame = json.dumps({"type": "bearer.authenticate", "token": token})
+        await comm.send_to(text_data=frame)
+        assert await comm.receive_from() == f"echo:{frame}"
+        await comm.disconnect()
+    seen = next(entry for entry in SEEN if entry["event"] == "connect")
+    assert isinstance(seen["user"], AnonymousUser) and seen["bearer"] is None
 
 def outer_user_app(inner: Any, user: Any) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> Any:

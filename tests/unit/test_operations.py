@@ -499,16 +499,15 @@ async def test_the_cap_holds_for_first_message_authentication() -> None:
 # -- the refusal rate -------------------------------------------------------------------
 
 
+
+def refusal_rate(rate: str) -> Any:
+    """``REFUSAL_RATE = rate``, the address taken from the last ``X-Forwarded-For`` entry."""
+    return override_settings(CHANNELS_BEARER={**BASE, "REFUSAL_RATE": rate, "CLIENT_ADDRESS_HEADER": "X-Forwarded-For"})
+
 async def test_past_the_refusal_rate_an_address_is_refused_before_any_backend_runs(
     heard: Heard,
 ) -> None:
-    with override_settings(
-        CHANNELS_BEARER={
-            **BASE,
-            "REFUSAL_RATE": "3/min",
-            "CLIENT_ADDRESS_HEADER": "X-Forwarded-For",
-        }
-    ):
+    with refusal_rate("3/min"):
         user = await create_user("rate")
         token = await amake_token(user)
         for _ in range(3):
@@ -529,13 +528,7 @@ async def test_past_the_refusal_rate_an_address_is_refused_before_any_backend_ru
 
 
 async def test_the_refusal_window_passes() -> None:
-    with override_settings(
-        CHANNELS_BEARER={
-            **BASE,
-            "REFUSAL_RATE": "1/s",
-            "CLIENT_ADDRESS_HEADER": "X-Forwarded-For",
-        }
-    ):
+    with refusal_rate("1/s"):
         user = await create_user("rate-window")
         token = await amake_token(user)
         # Start at the beginning of a second, so that the two handshakes share its window.
@@ -625,3 +618,40 @@ def test_metrics_true_without_prometheus_client_is_an_error(
         assert "channels_bearer.E034" in [m.id for m in run_checks()]
     with override_settings(CHANNELS_BEARER={**BASE, "METRICS": None}):
         assert "channels_bearer.E034" not in [m.id for m in run_checks()]
+
+
+# -- the admin action, in process ------------------------------------------------------------
+
+
+async def test_the_admin_action_without_a_count_closes_the_sockets_and_says_so() -> None:
+    # No MAX_SOCKETS_PER_USER: nothing counts the sockets, so the message gives
+    # no number (with one, on Redis, tests/integration/test_operations_redis.py).
+    user = await create_user("admin-nocount")
+    bystander = await create_user("admin-bystander")
+    comm, subprotocol = await handshake("/async/", await amake_token(user))
+    other, _ = await handshake("/async/", await amake_token(bystander))
+    assert subprotocol == "access_token"
+
+    def post_the_action() -> list[str]:
+        from django.contrib.messages import get_messages
+        from django.test import Client
+
+        admin = get_user_model().objects.create_superuser("ops", password="pw")
+        client = Client()
+        client.force_login(admin)
+        with override_settings(ROOT_URLCONF="tests.support.admin_urls"):
+            response = client.post(
+                "/admin/auth/user/", {"action": "close_websockets", "_selected_action": [user.pk]}, follow=True
+            )
+        assert response.status_code == 200
+        return [str(m) for m in get_messages(response.wsgi_request)]
+
+    with override_settings(CHANNELS_BEARER=BASE):
+        messages = await sync_to_async(post_the_action)()
+    assert messages == [
+        "Closing the WebSockets of 1 user(s) on every server process (how many is known only with "
+        "MAX_SOCKETS_PER_USER set and a Redis LIMITS_CACHE)."
+    ]
+    assert (await closed_with(comm))[0] == 4403
+    assert await other.receive_nothing(0.2)  # the bystander's socket stays open
+    await other.disconnect()
