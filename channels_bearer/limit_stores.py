@@ -115,11 +115,24 @@ class RedisStore:
         if found is None or found[0] is not loop:
             import redis.asyncio
 
+            self._forget_closed_loops()
             found = self._clients[id(loop)] = (
                 loop,
                 redis.asyncio.Redis.from_url(self.url),
             )
         return found[1]
+
+    def _forget_closed_loops(self) -> None:
+        # A server process has one loop for its life; code that runs
+        # async_to_sync from plain threads, or a script's asyncio.run() calls,
+        # make a loop each time. Their entries go once the loop is closed, so
+        # the store holds what live loops use (and a new loop that reuses a
+        # dead one's id() never finds its client).
+        for loop_id, (loop, _) in list(self._clients.items()):
+            if loop.is_closed():
+                del self._clients[loop_id]
+                self._held.pop(loop_id, None)
+                self._renewers.pop(loop_id, None)
 
     @staticmethod
     def sockets_key(user: str) -> str:

@@ -36,6 +36,7 @@ from channels_bearer.signals import bearer_authenticated, bearer_closed, bearer_
 from channels_bearer.testing import amake_token
 from tests.support.apps import assert_secret_absent, closed_with
 from tests.support.queries import counted
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -655,3 +656,19 @@ async def test_the_admin_action_without_a_count_closes_the_sockets_and_says_so()
     assert (await closed_with(comm))[0] == 4403
     assert await other.receive_nothing(0.2)  # the bystander's socket stays open
     await other.disconnect()
+
+
+def test_a_redis_store_keeps_nothing_of_closed_event_loops() -> None:
+    # A script calling asyncio.run() (or async_to_sync from plain threads) again
+    # and again makes a loop each time; the store's per-loop client and leases
+    # must not pile up (on the old code: one entry per loop, for ever).
+    from channels_bearer.limit_stores import RedisStore
+
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0")  # never reached: clients connect lazily
+
+    async def use_it() -> None:
+        store._client()
+
+    for _ in range(5):
+        asyncio.run(use_it())
+    assert len(store._clients) == 1
