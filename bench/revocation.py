@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import websockets  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 
+from tests.support.handshake import close_code  # noqa: E402
 from tests.support.servers import (  # noqa: E402
     PostgresProcess,
     RedisProcess,
@@ -69,15 +70,7 @@ async def open_socket(server: Server, token: str) -> ClientConnection:
 
 async def closed_at(ws: ClientConnection, timeout: float = 10) -> float | None:
     """``time.time()`` when the server closed ``ws`` with 4403; ``None`` otherwise."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                await ws.recv()
-    except websockets.ConnectionClosed:
-        return time.time() if ws.close_code == 4403 else None
-    except TimeoutError:
-        await ws.close()
-        return None
+    return time.time() if await close_code(ws, timeout) == 4403 else None
 
 
 async def refused_at(server: Server, token: str, timeout: float = 10) -> float | None:

@@ -30,7 +30,8 @@ The sockets close with 4403 on every server process, through the channel
 layer, as :func:`channels_bearer.revoke.disconnect_user` closes them. How many
 there were is known where the sockets are counted across processes
 (``MAX_SOCKETS_PER_USER`` with a Redis ``LIMITS_CACHE``); the message says so
-otherwise. The users stay active and their tokens valid: they may reconnect.
+otherwise. It needs the change permission on the model. The users stay
+active and their tokens valid: they may reconnect.
 Deactivate the user or delete the token to keep them out.
 """
 
@@ -52,7 +53,9 @@ from channels_bearer.registry import user_key
 __all__ = ["TokenAdminMixin", "close_websockets"]
 
 
-@admin.action(description="Close this user's WebSockets")
+# permissions=["change"]: cutting a user off is a change to what they may do,
+# not something a view-only staff member should be offered.
+@admin.action(description="Close this user's WebSockets", permissions=["change"])
 def close_websockets(modeladmin: Any, request: Any, queryset: Any) -> None:
     """Close the WebSockets of the selected users (or of the selected tokens' users) on every process."""
     user_keys = sorted(set(_user_keys(queryset)))
@@ -98,7 +101,9 @@ class TokenAdminMixin:
         # Django 6.1 adds action_location=: whatever Django passes goes on to it.
         selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
         select_across = request.POST.get("select_across") == "1"
-        if request.POST.get("action") != "close_websockets" or select_across or not selected:
+        allowed = self.has_change_permission(request)  # type: ignore[attr-defined]
+        if request.POST.get("action") != "close_websockets" or select_across or not selected or not allowed:
+            # Django's own handling, which offers the action only to those its permission allows.
             return super().response_action(request, queryset, *args, **kwargs)  # type: ignore[misc]
         close_websockets(self, request, get_user_model()._default_manager.filter(pk__in=selected))
         return HttpResponseRedirect(request.get_full_path())

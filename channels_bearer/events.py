@@ -74,11 +74,15 @@ async def refused(
     """channels-bearer refused a handshake (``error`` ``None``: no token where one is needed)."""
     code = error.error if error is not None else NO_TOKEN
     backend = error.backend if error is not None else None
-    if config.refusal_rate is not None and code not in NOT_COUNTED:
-        await limits.count_refusal(limits.client_address(scope, config), config)
+    counted = config.refusal_rate is not None and code not in NOT_COUNTED
+    listened = bool(bearer_refused.receivers) and bearer_refused.has_listeners(sender)
+    # Read once, and only when the rate or a receiver needs it (a header scan behind a proxy).
+    client = limits.client_address(scope, config) if counted or listened else None
+    if counted:
+        await limits.count_refusal(client, config)
     if metrics.enabled():
         metrics.handshake("refused", code, source, backend, seconds)
-    if bearer_refused.receivers and bearer_refused.has_listeners(sender):
+    if listened:
         await _send(
             bearer_refused,
             sender,
@@ -86,7 +90,7 @@ async def refused(
             source=source,
             backend=backend,
             path=scope.get("path"),
-            client=limits.client_address(scope, config),
+            client=client,
         )
 
 

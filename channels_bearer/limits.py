@@ -51,13 +51,17 @@ def client_address(scope: Scope, config: BearerConfig) -> str | None:
     """The client's address: from ``CLIENT_ADDRESS_HEADER`` when set, else the peer's; ``None`` if unknown."""
     header = config.client_address_header
     if header is not None:
+        # The last entry of the last such line: what the proxy added. A proxy
+        # may append a line of its own rather than a value to the client's.
+        found = None
         for name, value in scope.get("headers") or ():
             if name.lower() == header:
-                last = value.decode("latin-1").split(",")[-1].strip()
-                return last or None
-        # Behind the proxy without its header: unknown, not the proxy's address
-        # (which would count every client as one).
-        return None
+                found = value
+        if found is None:
+            # Behind the proxy without its header: unknown, not the proxy's
+            # address (which would count every client as one).
+            return None
+        return found.decode("latin-1").split(",")[-1].strip() or None
     client = scope.get("client")
     return str(client[0]) if client else None
 

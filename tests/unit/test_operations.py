@@ -37,6 +37,7 @@ from channels_bearer.testing import amake_token
 from tests.support.apps import assert_secret_absent, closed_with
 from tests.support.queries import counted
 from tests.support.servers import free_port
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -298,7 +299,8 @@ async def test_closed_says_why_revoked_expired_refresh_failed(kind: str, heard: 
     comm, _ = await handshake(f"/{kind}/", drf)
     await comm.send_to(text_data='{"type": "bearer.refresh", "token": "not-valid"}')
     assert (await closed_with(comm))[0] == 4401
-    await asyncio.sleep(0.05)
+    # The signal follows the close frame: wait until it has been sent.
+    assert await eventually(lambda: len(heard.of("closed")) == 3), heard.of("closed")
     assert [(e["reason"], e["user"], e["sender"]) for e in heard.of("closed")] == [
         ("revoked", user, AsyncEcho if kind == "async" else SyncEcho),
         ("expired", user, AsyncEcho if kind == "async" else SyncEcho),
@@ -367,7 +369,6 @@ async def test_metrics_count_handshakes_closes_and_open_sockets() -> None:
     for socket in sockets:
         assert (await closed_with(socket))[0] == 4403
         await socket.disconnect()
-    await asyncio.sleep(0.05)
     assert sample("channels_bearer_handshakes_total", **labels) == before["refused"] + 1
     assert (
         sample(
@@ -451,8 +452,7 @@ async def test_over_the_cap_the_new_socket_is_refused_with_4429(kind: str, heard
         other = await create_user(f"cap-other-{kind}")
         elsewhere, subprotocol = await handshake(f"/{kind}/", await amake_token(other))
         assert subprotocol == "access_token"  # the cap is per user
-        await first.disconnect()
-        await asyncio.sleep(0.05)
+        await first.disconnect()  # waits for the application: its seat is given back in __call__'s finally
         fourth, subprotocol = await handshake(f"/{kind}/", token)  # a seat came free
         assert subprotocol == "access_token"
         for comm in (second, fourth, elsewhere):
@@ -480,7 +480,7 @@ async def test_close_oldest_closes_the_oldest_socket_with_4429(kind: str, heard:
             await comm.send_to(text_data="alive")
             assert await comm.receive_from() == "alive"
             await comm.disconnect()
-    await asyncio.sleep(0.05)
+    assert await eventually(lambda: bool(heard.of("closed"))), "no bearer_closed"
     assert [e["reason"] for e in heard.of("closed")] == ["too_many_sockets"]
 
 
@@ -555,6 +555,11 @@ def test_client_address_is_the_peer_or_the_last_entry_of_the_trusted_header() ->
     assert client_address(scope, behind) == "198.51.100.9"
     assert client_address({"client": ("192.0.2.1", 5000), "headers": []}, behind) is None
     assert client_address({"headers": []}, plain) is None
+    # The last entry, and the last line: a client writes the first ones itself.
+    forwarded, _ = validate({"CLIENT_ADDRESS_HEADER": "X-Forwarded-For"})
+    spoofed = [(b"x-forwarded-for", b"10.0.0.1, 203.0.113.5"), (b"x-forwarded-for", b"198.51.100.7")]
+    assert client_address({"headers": spoofed[:1]}, forwarded) == "203.0.113.5"
+    assert client_address({"headers": spoofed}, forwarded) == "198.51.100.7"
 
 
 # -- settings and checks --------------------------------------------------------------------
@@ -624,6 +629,25 @@ def test_metrics_true_without_prometheus_client_is_an_error(
 # -- the admin action, in process ------------------------------------------------------------
 
 
+
+def post_the_admin_action(pk: Any, *, superuser: bool) -> list[str]:
+    """POST close_websockets for user ``pk`` through a real admin site; the messages the admin showed."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.messages import get_messages
+    from django.test import Client
+
+    if superuser:
+        admin = get_user_model().objects.create_superuser("ops", password="pw")
+    else:
+        admin = get_user_model().objects.create_user("viewer", password="pw", is_staff=True)
+        admin.user_permissions.add(Permission.objects.get(codename="view_user"))
+    client = Client()
+    client.force_login(admin)
+    with override_settings(ROOT_URLCONF="tests.support.admin_urls"):
+        response = client.post("/admin/auth/user/", {"action": "close_websockets", "_selected_action": [pk]}, follow=True)
+    assert response.status_code == 200
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
 async def test_the_admin_action_without_a_count_closes_the_sockets_and_says_so() -> None:
     # No MAX_SOCKETS_PER_USER: nothing counts the sockets, so the message gives
     # no number (with one, on Redis, tests/integration/test_operations_redis.py).
@@ -633,22 +657,8 @@ async def test_the_admin_action_without_a_count_closes_the_sockets_and_says_so()
     other, _ = await handshake("/async/", await amake_token(bystander))
     assert subprotocol == "access_token"
 
-    def post_the_action() -> list[str]:
-        from django.contrib.messages import get_messages
-        from django.test import Client
-
-        admin = get_user_model().objects.create_superuser("ops", password="pw")
-        client = Client()
-        client.force_login(admin)
-        with override_settings(ROOT_URLCONF="tests.support.admin_urls"):
-            response = client.post(
-                "/admin/auth/user/", {"action": "close_websockets", "_selected_action": [user.pk]}, follow=True
-            )
-        assert response.status_code == 200
-        return [str(m) for m in get_messages(response.wsgi_request)]
-
     with override_settings(CHANNELS_BEARER=BASE):
-        messages = await sync_to_async(post_the_action)()
+        messages = await sync_to_async(post_the_admin_action)(user.pk, superuser=True)
     assert messages == [
         "Closing the WebSockets of 1 user(s) on every server process (how many is known only with "
         "MAX_SOCKETS_PER_USER set and a Redis LIMITS_CACHE)."
@@ -657,6 +667,18 @@ async def test_the_admin_action_without_a_count_closes_the_sockets_and_says_so()
     assert await other.receive_nothing(0.2)  # the bystander's socket stays open
     await other.disconnect()
 
+
+
+async def test_a_view_only_staff_member_is_not_offered_the_admin_action() -> None:
+    # permissions=["change"]: closing someone's sockets needs the change permission.
+    user = await create_user("admin-untouched")
+    comm, subprotocol = await handshake("/async/", await amake_token(user))
+    assert subprotocol == "access_token"
+    with override_settings(CHANNELS_BEARER=BASE):
+        messages = await sync_to_async(post_the_admin_action)(user.pk, superuser=False)
+    assert not any("WebSockets" in message for message in messages), messages
+    assert await comm.receive_nothing(0.2)  # still open
+    await comm.disconnect()
 
 def test_a_redis_store_keeps_nothing_of_closed_event_loops() -> None:
     # A script calling asyncio.run() (or async_to_sync from plain threads) again
@@ -668,7 +690,8 @@ def test_a_redis_store_keeps_nothing_of_closed_event_loops() -> None:
 
     async def use_it() -> None:
         store._client()
+        store._held[id(asyncio.get_running_loop())] = {("user", "member"): 60.0}
 
     for _ in range(5):
         asyncio.run(use_it())
-    assert len(store._clients) == 1
+    assert (len(store._clients), len(store._held)) == (1, 1)
