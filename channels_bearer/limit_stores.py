@@ -5,15 +5,19 @@ policy; a store only counts. In Redis, a user's sockets are a sorted set
 scored by lease expiry, changed by one Lua script per new socket (``ACQUIRE``)
 so that two processes admitting the user's last seat at once cannot both win;
 each event loop renews the leases of its sockets every ``SOCKET_LEASE / 3``
-seconds. Refusals are one counter per address and window.
+seconds. Refusals are a sliding window per address: the times of its latest
+refusals (at most the rate's count of them), so "20/min" means 20 in any 60
+seconds, not 20 per minute of the clock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import time
+import uuid
 from typing import Any, Protocol
 
 __all__ = ["PREFIX", "LocalStore", "RedisStore", "Store"]
@@ -26,8 +30,8 @@ MAX_LOCAL_ADDRESSES = 100_000
 
 
 class Store(Protocol):
-    async def refusals(self, address: str, window: int) -> int: ...
-    async def add_refusal(self, address: str, window: int, ttl: int) -> None: ...
+    async def refusals(self, address: str, seconds: int) -> int: ...
+    async def add_refusal(self, address: str, seconds: int, keep: int) -> None: ...
     async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]: ...
     async def release(self, user: str, member: str) -> None: ...
 
@@ -39,21 +43,24 @@ class LocalStore:
         self._lock = threading.Lock()
         #: user → members, oldest first (dicts keep insertion order)
         self._sockets: dict[str, dict[str, None]] = {}
-        #: address → (window, refusals in it)
-        self._refusals: dict[str, tuple[int, int]] = {}
+        #: address → monotonic times of its latest refusals, oldest first
+        self._refusals: dict[str, collections.deque[float]] = {}
 
-    async def refusals(self, address: str, window: int) -> int:
+    async def refusals(self, address: str, seconds: int) -> int:
+        since = time.monotonic() - seconds
         with self._lock:
-            found = self._refusals.get(address)
-        return found[1] if found is not None and found[0] == window else 0
+            times = list(self._refusals.get(address, ()))
+        return sum(1 for at in times if at > since)
 
-    async def add_refusal(self, address: str, window: int, ttl: int) -> None:
+    async def add_refusal(self, address: str, seconds: int, keep: int) -> None:
+        now = time.monotonic()
         with self._lock:
-            found = self._refusals.get(address)
-            count = found[1] + 1 if found is not None and found[0] == window else 1
-            self._refusals[address] = (window, count)
+            times = self._refusals.get(address)
+            if times is None or times.maxlen != keep:
+                times = self._refusals[address] = collections.deque(times or (), maxlen=keep)
+            times.append(now)
             if len(self._refusals) > MAX_LOCAL_ADDRESSES:
-                self._refusals = {k: v for k, v in self._refusals.items() if v[0] >= window}
+                self._refusals = {k: v for k, v in self._refusals.items() if v[-1] > now - seconds}
 
     async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]:
         with self._lock:
@@ -138,15 +145,25 @@ class RedisStore:
     def sockets_key(user: str) -> str:
         return f"{PREFIX}sockets:{user}"
 
-    async def refusals(self, address: str, window: int) -> int:
-        value = await self._client().get(f"{PREFIX}refusals:{address}:{window}")
-        return int(value or 0)
+    @staticmethod
+    def refusals_key(address: str) -> str:
+        return f"{PREFIX}refusals:{address}"
 
-    async def add_refusal(self, address: str, window: int, ttl: int) -> None:
-        key = f"{PREFIX}refusals:{address}:{window}"
-        async with self._client().pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, ttl)
+    async def refusals(self, address: str, seconds: int) -> int:
+        # One read per handshake: the refusals of the last `seconds`.
+        return int(await self._client().zcount(self.refusals_key(address), f"({time.time() - seconds}", "+inf"))
+
+    async def add_refusal(self, address: str, seconds: int, keep: int) -> None:
+        # A sorted set of refusal times: add this one, drop those out of the
+        # window and all but the newest `keep` (enough to say "the rate is
+        # reached"), and let the key lapse with the window.
+        key = self.refusals_key(address)
+        now = time.time()
+        async with self._client().pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {uuid.uuid4().hex: now})
+            pipe.zremrangebyscore(key, "-inf", now - seconds)
+            pipe.zremrangebyrank(key, 0, -(keep + 1))
+            pipe.expire(key, seconds + 1)
             await pipe.execute()
 
     async def acquire(self, user: str, member: str, cap: int, policy: str, lease: float) -> tuple[bool, list[str]]:

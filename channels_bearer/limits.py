@@ -7,17 +7,17 @@
     close 4429); ``"close_oldest"`` closes the user's oldest socket (4429)
     instead, wherever it is.
 ``REFUSAL_RATE``
-    ``"20/min"``: after 20 refused handshakes from one client address in a
-    window of a minute, every handshake from it is refused (``rate_limited``)
-    before any backend runs, until the window ends.
+    ``"20/min"``: after 20 refused handshakes from one client address within
+    60 seconds, every handshake from it is refused (``rate_limited``) before
+    any backend runs, until the oldest of those refusals is 60 seconds old.
 
 Where they count: ``LIMITS_CACHE``, a Django cache alias. A Redis cache
 (``django.core.cache.backends.redis.RedisCache``, or django-redis) counts
 across every process that uses it, in Redis itself: a sorted set of the
 user's sockets, each with a lease that its process renews every
 ``SOCKET_LEASE / 3`` seconds, so the sockets of a process that died stop
-counting within ``SOCKET_LEASE`` seconds; and one counter per address and
-window. Any other cache counts in this process only (``manage.py check``
+counting within ``SOCKET_LEASE`` seconds; and the times of each address'
+latest refusals. Any other cache counts in this process only (``manage.py check``
 says so: ``channels_bearer.W004``).
 
 The client address is what the server saw (``scope["client"]``), or, behind a
@@ -107,20 +107,13 @@ def store(config: BearerConfig) -> Store:
     return found
 
 
-def window_of(config: BearerConfig) -> tuple[int, int]:
-    """``(window index, seconds)`` of ``REFUSAL_RATE`` now."""
-    assert config.refusal_rate is not None
-    seconds = config.refusal_rate[1]
-    return int(time.time() // seconds), seconds
-
-
 async def rate_exceeded(address: str | None, config: BearerConfig) -> bool:
-    """Whether ``address`` has used up ``REFUSAL_RATE`` in this window (a store that fails: no)."""
+    """Whether ``address`` has used up ``REFUSAL_RATE`` in its last window (a store that fails: no)."""
     if config.refusal_rate is None or address is None:
         return False
-    window, _ = window_of(config)
+    count, seconds = config.refusal_rate
     try:
-        return await store(config).refusals(address_key(address), window) >= config.refusal_rate[0]
+        return await store(config).refusals(address_key(address), seconds) >= count
     except Exception as exc:
         logger.warning(
             "Could not read the refusal count (%s); letting the handshake through.",
@@ -132,9 +125,9 @@ async def rate_exceeded(address: str | None, config: BearerConfig) -> bool:
 async def count_refusal(address: str | None, config: BearerConfig) -> None:
     if config.refusal_rate is None or address is None:
         return
-    window, seconds = window_of(config)
+    count, seconds = config.refusal_rate
     try:
-        await store(config).add_refusal(address_key(address), window, seconds)
+        await store(config).add_refusal(address_key(address), seconds, count)
     except Exception as exc:
         logger.warning("Could not count a refusal (%s).", type(exc).__name__)
 

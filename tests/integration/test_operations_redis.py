@@ -171,7 +171,9 @@ async def test_the_sockets_of_a_killed_process_stop_counting_within_the_lease(
 
 @pytest.fixture(scope="module")
 def rate_limited(redis_env: dict[str, str], server_logs: Path) -> Iterator[list[Server]]:
-    settings = {"REFUSAL_RATE": "20/min", "CLIENT_ADDRESS_HEADER": "X-Forwarded-For"}
+    # An hour, so that however slow the machine, the 500 handshakes below all fall
+    # within one window of the first refusal.
+    settings = {"REFUSAL_RATE": "20/hour", "CLIENT_ADDRESS_HEADER": "X-Forwarded-For"}
     servers = started(["daphne", "uvicorn"], {**redis_env, "BEARER_TEST_LOG_SQL": "1"}, server_logs, settings)
     yield servers
     for server in servers:
@@ -212,6 +214,30 @@ async def test_a_flood_of_random_tokens_stops_costing_queries_after_the_rate(
     assert len(refused) == 501
     assert sum("error=invalid_token" in line for line in refused) == 20
     assert sum("error=rate_limited" in line for line in refused) == 481
+
+
+async def test_the_redis_refusal_window_slides_and_keeps_only_what_it_needs(redis_url: str) -> None:
+    import redis.asyncio
+
+    from channels_bearer.limit_stores import RedisStore
+
+    store = RedisStore(redis_url)
+    address = f"sliding-{os.urandom(4).hex()}"
+    for _ in range(5):
+        await store.add_refusal(address, 1, 3)
+    # Only the newest three are kept (enough to say "3/s is reached"), and the key lapses.
+    assert await store.refusals(address, 1) == 3
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        assert await client.zcard(RedisStore.refusals_key(address)) == 3
+        assert 0 < await client.ttl(RedisStore.refusals_key(address)) <= 2
+        await asyncio.sleep(0.6)
+        await store.add_refusal(address, 1, 3)
+        await asyncio.sleep(0.5)
+        # 1.1 s after the first five, 0.5 s after the last: one refusal in the last second.
+        assert await store.refusals(address, 1) == 1
+    finally:
+        await client.aclose()
 
 
 # -- metrics from two processes --------------------------------------------------------------

@@ -532,16 +532,32 @@ async def test_the_refusal_window_passes() -> None:
     with refusal_rate("1/s"):
         user = await create_user("rate-window")
         token = await amake_token(user)
-        # Start at the beginning of a second, so that the two handshakes share its window.
-        await asyncio.sleep(1.02 - time.time() % 1)
         _, code = await handshake("/async/", "guess", address="192.0.2.60")
+        refused_at = time.monotonic()
         assert code == 4401
         _, code = await handshake("/async/", token, address="192.0.2.60")
         assert code == 4429
-        await asyncio.sleep(1.05 - time.time() % 1)
+        # A second after the refusal it no longer counts.
+        await asyncio.sleep(1.05 - (time.monotonic() - refused_at))
         comm, subprotocol = await handshake("/async/", token, address="192.0.2.60")
         assert subprotocol == "access_token"
         await comm.disconnect()
+
+
+async def test_the_refusal_window_slides_across_clock_boundaries() -> None:
+    """N refusals in any T seconds, not in a calendar window: two refusals either
+    side of a second's boundary still add up ("2/s" reached, the third handshake refused)."""
+    with refusal_rate("2/s"):
+        user = await create_user("rate-sliding")
+        token = await amake_token(user)
+        await asyncio.sleep(1.8 - time.time() % 1)  # 0.8 s into a second
+        _, code = await handshake("/async/", "guess", address="192.0.2.61")
+        assert code == 4401
+        await asyncio.sleep(1.25 - time.time() % 1)  # 0.25 s into the next one
+        _, code = await handshake("/async/", "guess", address="192.0.2.61")
+        assert code == 4401
+        _, code = await handshake("/async/", token, address="192.0.2.61")
+        assert code == 4429
 
 
 def test_client_address_is_the_peer_or_the_last_entry_of_the_trusted_header() -> None:
