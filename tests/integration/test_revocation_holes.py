@@ -140,24 +140,42 @@ def test_a_revocation_during_handshakes_leaves_no_socket_open(
     token = make_token(env, f"race-alice-{cache}")
 
     with two_daphnes(env, server_logs, settings={"CACHE": cache}) as servers, revoker(env) as third:
+        opened = asyncio.Event()
+        opened_count = 0
 
         async def one(index: int) -> str:
+            nonlocal opened_count
             server = servers[index % 2]
-            await asyncio.sleep((index // 20) * 0.05)
             try:
                 ws = await connect(
                     server.ws("/ws/whoami/"), subprotocols=["access_token", token], origin=server.origin, open_timeout=10
                 )
             except websockets.InvalidStatus:
                 return "refused"
+            opened_count += 1
+            if opened_count >= 3:
+                opened.set()
             code = await close_code(ws, timeout=CLOSE_WAIT + 1)
             return "open" if code is None else f"closed {code}"
 
         async def scenario() -> tuple[list[str], bool]:
-            # Bursts of 20 every 50 ms; the delete lands about 80 ms in.
-            attempts = [asyncio.create_task(one(index)) for index in range(100)]
-            await asyncio.sleep(0.08)
+            # Waves of 10 handshakes every 30 ms, from before the delete (which
+            # waits for three open sockets, however slow the machine) to 150 ms
+            # after it: some open before it, some are in flight while it lands.
+            attempts: list[asyncio.Task[str]] = []
+            deleted_at: float | None = None
+
+            async def launch() -> None:
+                loop = asyncio.get_running_loop()
+                while len(attempts) < 400 and (deleted_at is None or loop.time() < deleted_at + 0.15):
+                    attempts.extend(asyncio.create_task(one(len(attempts) + i)) for i in range(10))
+                    await asyncio.sleep(0.03)
+
+            launcher = asyncio.create_task(launch())
+            await asyncio.wait_for(opened.wait(), 30)
             await asyncio.to_thread(third.run, f"Token.objects.filter(key={token!r}).delete()")
+            deleted_at = asyncio.get_running_loop().time()
+            await launcher
             outcomes = list(await asyncio.gather(*attempts))
             return outcomes, all([await refused(server, token) for server in servers])
 
