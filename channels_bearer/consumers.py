@@ -293,7 +293,7 @@ class BearerConsumerMixin(FirstMessageAuthentication, InBandRefresh, SocketCap):
             try:
                 token = parse_refresh_message(text)
             except InvalidRequest as error:
-                return self.bearer_close(error.close_code, error.error)
+                return self._bearer_in_kind(self._bearer_refresh_failed(error.close_code, error.error))
             if token is not None:
                 return self._bearer_in_kind(self._bearer_refresh(token))
         return super().websocket_receive(message)  # type: ignore[misc]

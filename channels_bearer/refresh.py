@@ -72,22 +72,24 @@ class InBandRefresh(ConsumerBase):
     def _bearer_refresh_enabled(self) -> bool:
         return conf.REFRESH if self.bearer_refresh is None else self.bearer_refresh
 
+    async def _bearer_refresh_failed(self, code: int, reason: str, why: str = "refresh_failed") -> None:
+        """Close the socket after a refused refresh, with the ``bearer_closed`` signal and metric."""
+        current = self.bearer
+        logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), reason)
+        self._bearer.closed = True
+        await self._bearer.send({"type": "websocket.close", "code": code, "reason": reason})
+        await events.closed(type(self), current, why)
+
     async def _bearer_refresh(self, token: str) -> None:
         current = self.bearer
         send = self._bearer.send
-
-        async def close(code: int, reason: str, why: str = "refresh_failed") -> None:
-            self._bearer.closed = True
-            await send({"type": "websocket.close", "code": code, "reason": reason})
-            await events.closed(type(self), current, why)
-
+        close = self._bearer_refresh_failed
         mark = await revoke.watch()
         try:
             identity = await authenticate_credential(Credential("refresh", token), self.scope)
             if current is None or identity.user.pk != current.user.pk:
                 raise Revoked("the refreshed token belongs to another user")
         except BearerError as error:
-            logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), error.error)
             return await close(error.close_code, error.error)
         identity = dataclasses.replace(identity, source=current.source)
         self.scope["bearer"] = identity

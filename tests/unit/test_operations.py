@@ -299,12 +299,19 @@ async def test_closed_says_why_revoked_expired_refresh_failed(kind: str, heard: 
     comm, _ = await handshake(f"/{kind}/", drf)
     await comm.send_to(text_data='{"type": "bearer.refresh", "token": "not-valid"}')
     assert (await closed_with(comm))[0] == 4401
+
+    # A refresh frame without a token fails the refresh too (4400).
+    comm, _ = await handshake(f"/{kind}/", drf)
+    await comm.send_to(text_data='{"type": "bearer.refresh"}')
+    assert (await closed_with(comm))[0] == 4400
     # The signal follows the close frame: wait until it has been sent.
-    assert await eventually(lambda: len(heard.of("closed")) == 3), heard.of("closed")
+    assert await eventually(lambda: len(heard.of("closed")) == 4), heard.of("closed")
+    sender = AsyncEcho if kind == "async" else SyncEcho
     assert [(e["reason"], e["user"], e["sender"]) for e in heard.of("closed")] == [
-        ("revoked", user, AsyncEcho if kind == "async" else SyncEcho),
-        ("expired", user, AsyncEcho if kind == "async" else SyncEcho),
-        ("refresh_failed", user, AsyncEcho if kind == "async" else SyncEcho),
+        ("revoked", user, sender),
+        ("expired", user, sender),
+        ("refresh_failed", user, sender),
+        ("refresh_failed", user, sender),
     ]
     assert heard.of("closed")[0]["token_id"] and heard.of("closed")[0]["token_id"] != drf
 
