@@ -37,6 +37,7 @@ CATALOG: dict[str, str] = {
     "E033": "CLIENT_ADDRESS_HEADER is neither None nor a header name",
     "E034": "METRICS is True, but prometheus_client is not installed",
     "E035": "METRICS is neither True, False nor None",
+    "E036": "SOCKET_LEASE is under 1 second: leases would lapse between renewals and the cap would count nothing",
     "E026": "JWKS is not a dict",
     "W001": "the query source is enabled: tokens in URLs reach access logs, proxies and browser history",
     # The deployment (channels_bearer.checks).

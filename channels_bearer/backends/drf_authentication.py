@@ -13,7 +13,7 @@ from channels_bearer import database
 from channels_bearer.backends.base import BaseBackend, Scope, scopes_from_claims, timestamp_to_datetime
 from channels_bearer.check_ids import error
 from channels_bearer.conf import SETTING_NAME, conf
-from channels_bearer.config import class_problem
+from channels_bearer.config_rules import class_problem
 from channels_bearer.exceptions import InvalidToken
 from channels_bearer.identity import BearerIdentity, token_hash_id
 

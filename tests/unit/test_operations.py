@@ -602,6 +602,8 @@ def test_client_address_is_the_peer_or_the_last_entry_of_the_trusted_header() ->
         ({"CLIENT_ADDRESS_HEADER": ""}, "E033"),
         ({"METRICS": "yes"}, "E035"),
         ({"SOCKET_LEASE": -1}, "E013"),
+        ({"SOCKET_LEASE": 0}, "E036"),
+        ({"SOCKET_LEASE": 0.5}, "E036"),
         ({"LIMITS_CACHE": ""}, "E012"),
     ],
 )
