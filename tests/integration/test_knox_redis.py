@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
-from tests.support.handshake import close_code, still_open
+from tests.support.handshake import close_code, open_whoami_with_frame, still_open
 from tests.support.servers import Server, shell, start_server
 
 pytestmark = pytest.mark.redis
@@ -49,8 +49,7 @@ def knox_tokens(env: dict[str, str], username: str, count: int) -> list[str]:
 
 
 async def open_socket(server: Server, token: str) -> ClientConnection:
-    ws = await connect(server.ws("/ws/whoami/"), subprotocols=["access_token", token], origin=server.origin)  # type: ignore[list-item]
-    frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    ws, frame = await open_whoami_with_frame(server, token)
     assert frame["backend"] == KNOX
     return ws
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
-from tests.support.handshake import close_code
+from tests.support.handshake import close_code, open_whoami
 from tests.support.servers import Server, manage, shell, start_server
 
 pytestmark = pytest.mark.redis
@@ -55,15 +55,6 @@ def short_jwts(env: dict[str, str], username: str, *lifetimes: int) -> list[str]
             "print(json.dumps(out))",
         )
     )
-
-
-async def open_whoami(server: Server, token: str) -> ClientConnection:
-    ws = await connect(server.ws("/ws/whoami/"), subprotocols=["access_token", token], origin=server.origin)
-    assert ws.subprotocol == "access_token"
-    json.loads(await asyncio.wait_for(ws.recv(), 5))
-    return ws
-
-
 
 
 def test_deleting_a_token_closes_its_sockets_on_both_processes(

@@ -10,7 +10,6 @@ processes; ``BEARER_TEST_AUDIT`` connects receivers that log each signal
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -22,16 +21,16 @@ from typing import Any
 
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
-from tests.support.handshake import close_code, still_open
+from tests.support.handshake import close_code, open_whoami, still_open
 from tests.support.servers import Server, shell, start_server
 from tests.support.waiting import eventually, first_success
 
 pytestmark = pytest.mark.redis
 
 CAP = {"MAX_SOCKETS_PER_USER": 2, "SOCKET_LEASE": 3}
-#: how open_socket() fails on a refused handshake (4429 after accept, or 429)
+#: how open_whoami() fails on a refused handshake (4429 after accept, or 429)
 REFUSED = (AssertionError, websockets.ConnectionClosed, websockets.InvalidStatus)
 
 
@@ -66,18 +65,6 @@ def oldest_closing(redis_env: dict[str, str], server_logs: Path) -> Iterator[lis
         server.stop()
 
 
-async def open_socket(server: Server, token: str, **headers: str) -> ClientConnection:
-    ws = await connect(
-        server.ws("/ws/whoami/"),
-        subprotocols=["access_token", token],  # type: ignore[list-item]
-        origin=server.origin,  # type: ignore[arg-type]
-        additional_headers=headers or None,
-    )
-    frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
-    assert "user" in frame, frame
-    return ws
-
-
 async def refusal(server: Server, token: str, **headers: str) -> int:
     """How the server refused a handshake: its HTTP status, or the close code after accept."""
     try:
@@ -106,7 +93,7 @@ async def test_over_the_cap_on_any_process_the_socket_is_refused_with_4429(
 ) -> None:
     first, second, uvicorn = capped
     token = make_user("cap-redis")
-    sockets = [await open_socket(first, token), await open_socket(second, token)]
+    sockets = [await open_whoami(first, token), await open_whoami(second, token)]
     # daphne cannot send an HTTP refusal: accept, then close 4429; uvicorn answers 429.
     assert await refusal(first, token) == 4429
     assert await refusal(second, token) == 4429
@@ -114,7 +101,7 @@ async def test_over_the_cap_on_any_process_the_socket_is_refused_with_4429(
     assert "AUDIT refused error=too_many_sockets" in first.log()
     await sockets[0].close()
     # The seat comes free when the first daphne has handled the disconnect, on any process.
-    admitted = await first_success(lambda: open_socket(uvicorn, token), REFUSED)
+    admitted = await first_success(lambda: open_whoami(uvicorn, token), REFUSED)
     assert admitted is not None, "the closed socket's seat never came free"
     sockets[0] = admitted
     assert all([await still_open(ws) for ws in sockets])
@@ -127,9 +114,9 @@ async def test_close_oldest_closes_the_oldest_socket_on_the_other_process(
 ) -> None:
     first, second = oldest_closing
     token = make_user("oldest-redis")
-    oldest = await open_socket(second, token)
-    middle = await open_socket(first, token)
-    newest = await open_socket(first, token)
+    oldest = await open_whoami(second, token)
+    middle = await open_whoami(first, token)
+    newest = await open_whoami(first, token)
     assert await close_code(oldest) == 4429
     assert await still_open(middle) and await still_open(newest)
     assert await eventually(lambda: "AUDIT closed reason=too_many_sockets user=oldest-redis" in second.log()), (
@@ -152,8 +139,8 @@ async def test_the_sockets_of_a_killed_process_stop_counting_within_the_lease(
         # One seat on each process: the survivor's socket keeps renewing the user's
         # key in Redis, so only the dead process' lapsed lease can free a seat (not
         # the key expiring as a whole).
-        kept = await open_socket(survivor, token)
-        phantom = await open_socket(doomed, token)
+        kept = await open_whoami(survivor, token)
+        phantom = await open_whoami(doomed, token)
         assert await refusal(survivor, token) == 4429
         # The leases are renewed while the process lives (SOCKET_LEASE = 3 s).
         await asyncio.sleep(4)
@@ -162,7 +149,7 @@ async def test_the_sockets_of_a_killed_process_stop_counting_within_the_lease(
         doomed.process.wait(10)
     finally:
         doomed.stop()
-    admitted = await first_success(lambda: open_socket(survivor, token), REFUSED)
+    admitted = await first_success(lambda: open_whoami(survivor, token), REFUSED)
     assert admitted is not None, "the dead process' socket still counts"
     assert await still_open(kept)
     for ws in (admitted, kept, phantom):
@@ -207,7 +194,7 @@ async def test_a_flood_of_random_tokens_stops_costing_queries_after_the_rate(
     assert token_lookups(log) == 20  # one per random token, then none at all
     # Even a good token from that address waits for the window; another address does not.
     assert await refusal(server, good, **{"X-Forwarded-For": address}) == rate_code
-    ws = await open_socket(server, good, **{"X-Forwarded-For": f"198.19.{len(kind)}.1"})
+    ws = await open_whoami(server, good, **{"X-Forwarded-For": f"198.19.{len(kind)}.1"})
     await ws.close()
     # The signal came once per refusal, with the address from the trusted header.
     log = server.log()[len(before_log) :]
@@ -275,7 +262,7 @@ async def test_metrics_from_two_processes_in_multiprocess_mode(
         for server, refusals in ((first, 3), (second, 2)):
             for _ in range(refusals):
                 await refusal(server, "not-a-token-" + os.urandom(4).hex())
-        sockets = [await open_socket(first, token), await open_socket(second, token)]
+        sockets = [await open_whoami(first, token), await open_whoami(second, token)]
         samples = scrape(first)
         assert (
             total(
@@ -348,8 +335,8 @@ async def test_the_admin_action_closes_a_users_sockets_on_both_processes(
 ) -> None:
     first, second, _ = capped
     token = make_user(f"admin-{admin}")
-    bystander = await open_socket(first, make_user(f"admin-bystander-{admin}"))
-    sockets = [await open_socket(first, token), await open_socket(second, token)]
+    bystander = await open_whoami(first, make_user(f"admin-bystander-{admin}"))
+    sockets = [await open_whoami(first, token), await open_whoami(second, token)]
     pk = shell(
         first.env, f"from django.contrib.auth.models import User; print(User.objects.get(username='admin-{admin}').pk)"
     )

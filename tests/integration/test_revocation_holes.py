@@ -32,7 +32,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.support.handshake import LogWatch, close_code, connect_outcome, still_open
+from tests.support.handshake import LogWatch, close_code, connect_outcome, open_whoami, still_open
 from tests.support.servers import PostgresProcess, Server, manage, revoker, start_server
 
 pytestmark = pytest.mark.redis
@@ -61,17 +61,6 @@ def two_daphnes(env: dict[str, str], logs: Path, settings: dict[str, object] | N
 
 def make_token(env: dict[str, str], username: str, kind: str = "drf") -> str:
     return manage(env, "bearer_token", username, "--create", "--kind", kind).stdout.strip()
-
-
-async def open_whoami(server: Server, token: str) -> ClientConnection:
-    ws = await connect(server.ws("/ws/whoami/"), subprotocols=["access_token", token], origin=server.origin)
-    assert ws.subprotocol == "access_token"
-    json.loads(await asyncio.wait_for(ws.recv(), 5))
-    return ws
-
-
-
-
 
 
 async def refused(server: Server, token: str) -> bool:

@@ -5,6 +5,8 @@
   subprotocol, two ``Sec-WebSocket-Protocol`` lines, 20 KiB headers...). Every
   wait is bounded: uvicorn never answers some of these.
 * ``connect_outcome``: the same through the ``websockets`` client.
+* ``open_whoami``: an authenticated socket for the tests that then revoke,
+  cap or close it.
 * ``expected_refusal``: the documented status of a refused handshake per server.
 * ``LogWatch``: the part of a server log written during one test, read after a
   sentinel request so that nothing is still in flight, and checked for token
@@ -111,6 +113,30 @@ async def connect_outcome(
         )
     except TimeoutError:
         return Outcome(None, hung=True)
+
+
+async def open_whoami_with_frame(server: Server, token: str, **headers: str) -> tuple[Any, dict[str, Any]]:
+    """An open ``/ws/whoami/`` socket authenticated by ``token`` (subprotocol), and its first frame.
+
+    ``headers`` are sent as they are (``X-Forwarded-For`` for the limits'
+    tests). Fails unless the server answered ``access_token`` and reported a user.
+    """
+    ws = await connect(
+        server.ws("/ws/whoami/"),
+        subprotocols=[Subprotocol(MARKER), Subprotocol(token)],
+        origin=Origin(server.origin),
+        additional_headers=headers or None,
+    )
+    assert ws.subprotocol == MARKER
+    frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+    assert "user" in frame, frame
+    return ws, frame
+
+
+async def open_whoami(server: Server, token: str, **headers: str) -> Any:
+    """:func:`open_whoami_with_frame`, the socket only."""
+    ws, _ = await open_whoami_with_frame(server, token, **headers)
+    return ws
 
 
 async def raw_handshake(
