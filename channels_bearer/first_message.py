@@ -148,7 +148,9 @@ class FirstMessageAuthentication(ConsumerBase):
             identity = await authenticate_credential(Credential("message", token), self.scope, config)
         except BearerError as error:
             return await close(error.close_code, error.error, error, time.perf_counter() - started)
-        seconds = time.perf_counter() - started
+        # Reported as the middleware reports a handshake's token: accepted by a
+        # backend; a refusal by the consumer (scopes, the cap) follows it.
+        await events.authenticated(type(self), self.scope, identity, config, time.perf_counter() - started)
         self.scope["bearer"] = identity
         self.scope["user"] = identity.user
         refusal = self.bearer_refusal()
@@ -157,7 +159,6 @@ class FirstMessageAuthentication(ConsumerBase):
         if not self._bearer_register(identity, mark):
             state.pending = None
             return await close(*END[Revoked][:2], Revoked("revoked during authentication"))
-        await events.authenticated(type(self), self.scope, identity, config, seconds)
         if not await self._bearer_take_seat(identity, accepted=True):
             return False
         state.mailbox.loop.call_soon_threadsafe(self._bearer_schedule_expiry, identity.expires_at)

@@ -78,6 +78,14 @@ class FirstSync(SyncEcho):
     bearer_message_auth = True
 
 
+class Scoped(AsyncEcho):
+    bearer_scopes = ["chat:write"]  # a DRF token carries none
+
+
+class FirstScoped(FirstAsync):
+    bearer_scopes = ["chat:write"]
+
+
 class Optional(BearerConsumerMixin, AsyncWebsocketConsumer):
     bearer_required = False
     bearer_message_auth = False
@@ -94,6 +102,8 @@ application = BearerAuthMiddlewareStack(
             path("optional/", Optional.as_asgi()),
             path("first-async/", FirstAsync.as_asgi()),
             path("first-sync/", FirstSync.as_asgi()),
+            path("scoped/", Scoped.as_asgi()),
+            path("first-scoped/", FirstScoped.as_asgi()),
         ]
     )
 )
@@ -332,6 +342,27 @@ async def test_first_message_authentication_sends_the_signals_too(heard: Heard) 
     await comm.send_to(text_data='{"type": "bearer.authenticate", "token": "wrong"}')
     assert (await closed_with(comm))[0] == 4401
     assert [(e["error"], e["source"]) for e in heard.of("refused")] == [("invalid_token", "message")]
+
+
+async def test_a_consumer_refusal_follows_the_authentication_whichever_the_source(heard: Heard) -> None:
+    """The token was good, the consumer refused the socket (a missing scope): both
+    paths report ``bearer_authenticated`` and then ``bearer_refused``, as documented."""
+    user = await create_user("sig-scoped")
+    token = await amake_token(user)
+    _, code = await handshake("/scoped/", token)
+    assert code == 4403
+    comm = client("/first-scoped/")
+    assert (await comm.connect())[0]
+    await comm.send_to(text_data='{"type": "bearer.authenticate", "token": "%s"}' % token)
+    assert (await closed_with(comm))[0] == 4403
+    order = [(name, kwargs.get("source")) for name, kwargs in heard.events]
+    assert order == [
+        ("authenticated", "subprotocol"),
+        ("refused", "subprotocol"),
+        ("authenticated", "message"),
+        ("refused", "message"),
+    ]
+    assert [e["error"] for e in heard.of("refused")] == ["insufficient_scope"] * 2
 
 
 # -- metrics ------------------------------------------------------------------------
