@@ -35,6 +35,12 @@ Messages = list[CheckMessage]
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+_PERIOD_WORDS = frozenset(
+    ("s", "sec", "secs", "second", "seconds", "m", "min", "mins", "minute", "minutes")
+    + ("h", "hr", "hrs", "hour", "hours", "d", "day", "days")
+)
+
+
 def parse_rate(rate: Any) -> tuple[int, int] | None:
     """``"20/min"`` → ``(20, 60)``, as DRF's throttles read rates; ``None`` for anything else."""
     if not isinstance(rate, str) or rate.count("/") != 1:
@@ -43,7 +49,9 @@ def parse_rate(rate: Any) -> tuple[int, int] | None:
     if not count.strip().isdigit() or int(count) < 1:
         return None
     period = period.strip().lower()
-    if period not in ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"):
+    # DRF reads only the first letter; these are the words people write (a
+    # typo such as "20/mon" is refused rather than read as a minute).
+    if period not in _PERIOD_WORDS:
         return None
     return int(count), _PERIODS[period[0]]
 
@@ -229,7 +237,7 @@ def _check_operations(values: dict[str, Any]) -> Messages:
             error(
                 "E032",
                 f"{SETTING_NAME}['REFUSAL_RATE'] = {values['REFUSAL_RATE']!r} is not a rate.",
-                "Write it as DRF's throttles do: '20/min' (s, sec, m, min, h, hour, d, day), or None.",
+                "Write it as DRF's throttles do: '20/min' (s, m, min, h, hour, d, day, and their plurals), or None.",
             )
         )
     header = values["CLIENT_ADDRESS_HEADER"]

@@ -15,7 +15,8 @@ and ``prometheus_client`` is installed:
     Sockets channels-bearer closed: ``expired`` (4401), ``revoked`` (4403),
     ``refresh_failed``, ``too_many_sockets`` (4429).
 ``channels_bearer_revocation_seconds``
-    From a revocation being sent to this process closing its sockets, a histogram.
+    From a revocation being sent to this process having heard it and told its
+    sockets to close, a histogram (observed whether it had sockets to close or not).
 
 Several server processes: start each with ``PROMETHEUS_MULTIPROC_DIR`` set to a
 directory they share (empty at start), as prometheus_client's multiprocess
@@ -82,7 +83,7 @@ def _get() -> dict[str, Any]:
             ),
             "closes": Counter("channels_bearer_closes", "Sockets channels-bearer closed, by why.", ["reason"]),
             "revocation": Histogram(
-                "channels_bearer_revocation_seconds", "Seconds from a revocation sent to this process closing its sockets.",
+                "channels_bearer_revocation_seconds", "Seconds from a revocation sent to this process telling its sockets to close.",
                 buckets=BUCKETS,
             ),
         }  # fmt: skip

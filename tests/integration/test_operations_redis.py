@@ -81,10 +81,6 @@ async def refusal(server: Server, token: str, **headers: str) -> int:
     return code
 
 
-def audit_lines(server: Server, kind: str) -> list[str]:
-    return [line for line in server.log().splitlines() if line.startswith(f"AUDIT {kind} ")]
-
-
 # -- the socket cap ---------------------------------------------------------------------
 
 

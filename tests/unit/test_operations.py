@@ -628,6 +628,7 @@ def test_client_address_is_the_peer_or_the_last_entry_of_the_trusted_header() ->
         ({"MAX_SOCKETS_POLICY": "close_newest"}, "E019"),
         ({"REFUSAL_RATE": "20 per minute"}, "E032"),
         ({"REFUSAL_RATE": "0/min"}, "E032"),
+        ({"REFUSAL_RATE": "20/mon"}, "E032"),
         ({"REFUSAL_RATE": 20}, "E032"),
         ({"CLIENT_ADDRESS_HEADER": "HTTP_X_FORWARDED_FOR:"}, "E033"),
         ({"CLIENT_ADDRESS_HEADER": ""}, "E033"),
@@ -650,6 +651,8 @@ def test_rates_read_as_drf_reads_them() -> None:
         ("5/s", (5, 1)),
         ("100/hour", (100, 3600)),
         ("1/day", (1, 86400)),
+        ("20/minutes", (20, 60)),
+        ("3/ days", (3, 86400)),
     ]:
         config, messages = validate({"REFUSAL_RATE": text})
         assert messages == [] and config is not None and config.refusal_rate == expected
