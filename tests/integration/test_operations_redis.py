@@ -23,6 +23,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from tests.support.clock import FakeClock
 from tests.support.handshake import close_code, open_whoami, still_open
 from tests.support.servers import Server, shell, start_server
 from tests.support.waiting import eventually, first_success
@@ -202,11 +203,16 @@ async def test_a_flood_of_random_tokens_stops_costing_queries_after_the_rate(
     assert sum("error=rate_limited" in line for line in refused) == 481
 
 
-async def test_the_redis_refusal_window_slides_and_keeps_only_what_it_needs(redis_url: str) -> None:
+async def test_the_redis_refusal_window_slides_and_keeps_only_what_it_needs(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import redis.asyncio
 
+    from channels_bearer import limit_stores
     from channels_bearer.limit_stores import RedisStore
 
+    clock = FakeClock(time.time())  # the scores are the store's clock; the key's expiry is Redis'
+    monkeypatch.setattr(limit_stores, "time", clock)
     store = RedisStore(redis_url)
     address = f"sliding-{os.urandom(4).hex()}"
     for _ in range(5):
@@ -217,11 +223,12 @@ async def test_the_redis_refusal_window_slides_and_keeps_only_what_it_needs(redi
     try:
         assert await client.zcard(RedisStore.refusals_key(address)) == 3
         assert 0 < await client.ttl(RedisStore.refusals_key(address)) <= 2
-        await asyncio.sleep(0.6)
+        clock.now += 0.6
         await store.add_refusal(address, 1, 3)
-        await asyncio.sleep(0.5)
+        clock.now += 0.5
         # 1.1 s after the first five, 0.5 s after the last: one refusal in the last second.
         assert await store.refusals(address, 1) == 1
+        assert await client.zcard(RedisStore.refusals_key(address)) == 3  # trimmed at the next refusal
     finally:
         await client.aclose()
 
@@ -303,7 +310,9 @@ async def test_metrics_from_two_processes_in_multiprocess_mode(
         assert total(samples, "channels_bearer_closes_total", 'reason="revoked"') == 2
         assert total(samples, "channels_bearer_open_sockets") == 0
         assert total(samples, "channels_bearer_revocation_seconds_count") == 2  # heard by both
-        assert total(samples, "channels_bearer_revocation_seconds_sum") < 2
+        # Seconds, not milliseconds; a generous bound (the revoking shell's own start-up
+        # counts), since latency is measured in bench/revocation.py, not here.
+        assert 0 < total(samples, "channels_bearer_revocation_seconds_sum") < 10
     finally:
         first.stop()
         second.stop()

@@ -130,6 +130,7 @@ def test_a_revocation_during_handshakes_leaves_no_socket_open(
 
     with two_daphnes(env, server_logs, settings={"CACHE": cache}) as servers, revoker(env) as third:
         opened = asyncio.Event()
+        deleted = asyncio.Event()
         opened_count = 0
 
         async def one(index: int) -> str:
@@ -141,10 +142,16 @@ def test_a_revocation_during_handshakes_leaves_no_socket_open(
                 )
             except websockets.InvalidStatus:
                 return "refused"
+            except (websockets.InvalidHandshake, OSError, TimeoutError):
+                # An overloaded server gave up on the handshake: no socket, so no hole.
+                return "dropped"
             opened_count += 1
             if opened_count >= 3:
                 opened.set()
-            code = await close_code(ws, timeout=CLOSE_WAIT + 1)
+            # CLOSE_WAIT counts from the delete, not from the open: a socket that
+            # opened long before it has no more time to close than one after it.
+            await asyncio.wait_for(deleted.wait(), 60)
+            code = await close_code(ws, timeout=CLOSE_WAIT)
             return "open" if code is None else f"closed {code}"
 
         async def scenario() -> tuple[list[str], bool]:
@@ -156,7 +163,7 @@ def test_a_revocation_during_handshakes_leaves_no_socket_open(
 
             async def launch() -> None:
                 loop = asyncio.get_running_loop()
-                while len(attempts) < 400 and (deleted_at is None or loop.time() < deleted_at + 0.15):
+                while len(attempts) < 150 and (deleted_at is None or loop.time() < deleted_at + 0.15):
                     attempts.extend(asyncio.create_task(one(len(attempts) + i)) for i in range(10))
                     await asyncio.sleep(0.03)
 
@@ -164,6 +171,7 @@ def test_a_revocation_during_handshakes_leaves_no_socket_open(
             await asyncio.wait_for(opened.wait(), 30)
             await asyncio.to_thread(third.run, f"Token.objects.filter(key={token!r}).delete()")
             deleted_at = asyncio.get_running_loop().time()
+            deleted.set()
             await launcher
             outcomes = list(await asyncio.gather(*attempts))
             return outcomes, all([await refused(server, token) for server in servers])
@@ -172,7 +180,8 @@ def test_a_revocation_during_handshakes_leaves_no_socket_open(
     # The race happened (sockets were open when the delete landed), and every
     # socket was closed or refused; none stayed open.
     assert "closed 4403" in outcomes, outcomes
-    assert set(outcomes) <= {"refused", "closed 4403"}, outcomes
+    assert set(outcomes) <= {"refused", "closed 4403", "dropped"}, outcomes
+    assert outcomes.count("dropped") < len(outcomes) // 2, outcomes
     assert refused_after
     assert_no_token_logged(servers, token)
 

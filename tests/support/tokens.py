@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import math
+import time
 from typing import Any
 
 #: Both shipped database backends, for tests that present either kind of token.
@@ -24,6 +26,27 @@ def jwt_token(user: Any, **claims: Any) -> str:
     for name, value in claims.items():
         token[name] = value
     return str(token)
+
+
+def short_jwt(user: Any, seconds: float) -> str:
+    """A SimpleJWT access token that expires ``seconds`` from now, or up to a second later.
+
+    ``exp`` is whole seconds, and ``set_exp(lifetime=...)`` rounds it down:
+    a "1 second" token would have anywhere between 0 and 1 s left, and a
+    slow machine would see it expire during the handshake. Rounded up here.
+    """
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    token = AccessToken.for_user(user)
+    token["exp"] = math.ceil(time.time() + seconds)
+    return str(token)
+
+
+def seconds_left(token: str) -> float:
+    """Seconds until a JWT's ``exp`` (read without verifying: the tests made it)."""
+    import jwt
+
+    return float(jwt.decode(token, options={"verify_signature": False})["exp"]) - time.time()
 
 
 def drf_token_id(token: str) -> str:

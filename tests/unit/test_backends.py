@@ -19,7 +19,7 @@ from channels_bearer.backends import BaseBackend, DRFTokenBackend, SimpleJWTBack
 from channels_bearer.backends.base import Scope
 from channels_bearer.exceptions import ExpiredToken, InactiveUser, InvalidToken
 from channels_bearer.identity import BearerIdentity, token_hash_id
-from tests.support.tokens import BOTH_BACKENDS, drf_token, jwt_token
+from tests.support.tokens import BOTH_BACKENDS, drf_token, jwt_token, seconds_left, short_jwt
 from tests.support.apps import assert_secret_absent, build_app, communicator, consumer_ran, refused
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -291,14 +291,12 @@ async def test_simplejwt_refusals(alice: Any, make: Any, error: type[Exception])
 
 async def test_simplejwt_remembers_verified_tokens_but_not_past_their_expiry(alice: Any) -> None:
     backend = SimpleJWTBackend()
-    short = await database_sync_to_async(AccessToken.for_user)(alice)
-    short.set_exp(lifetime=timedelta(seconds=1))
-    token = str(short)
+    token = await database_sync_to_async(short_jwt)(alice, 1)
     first = await backend.authenticate(token, {})
     again = await backend.authenticate(token, {})
     assert first is not None and again is not None and again.token_id == first.token_id
     assert len(backend._verified) == 1  # the second handshake skipped the signature check
-    await asyncio.sleep(1.2)
+    await asyncio.sleep(seconds_left(token) + 0.2)
     with pytest.raises(ExpiredToken):
         await backend.authenticate(token, {})
     # A token with the same claims but another signature is never taken for the remembered one.

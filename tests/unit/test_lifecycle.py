@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from channels_bearer.middleware import BearerAuthMiddlewareStack
 from channels_bearer.tickets import issue_ticket
 from channels_bearer.tokens import make_token
 from tests.support.apps import closed_with
+from tests.support.tokens import seconds_left, short_jwt
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,12 +83,6 @@ application = BearerAuthMiddlewareStack(
 KINDS = ["async", "sync"]
 
 
-def short_jwt(user: Any, seconds: float) -> str:
-    token = AccessToken.for_user(user)
-    token.set_exp(lifetime=timedelta(seconds=seconds))
-    return str(token)
-
-
 async def create_user(username: str) -> Any:
     return await sync_to_async(get_user_model().objects.create_user)(username, password="pw")
 
@@ -123,9 +117,10 @@ async def test_socket_closes_with_4401_when_its_token_expires(kind: str) -> None
 async def test_expiry_grace_delays_the_close() -> None:
     user = await create_user("grace")
     with override_settings(CHANNELS_BEARER={**BOTH, "EXPIRY_GRACE": 2}):
-        communicator = await open_socket("/async/", await sync_to_async(short_jwt)(user, 1))
+        token = await sync_to_async(short_jwt)(user, 1)
+        communicator = await open_socket("/async/", token)
         # Past the token's expiry, inside the grace period: still open.
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(seconds_left(token) + 0.2)
         await communicator.send_json_to({"still": "open"})
         assert await communicator.receive_json_from() == {"echo": {"still": "open"}}
         assert await closed_with(communicator, timeout=4) == (4401, "token_expired")
@@ -155,13 +150,14 @@ async def test_no_timer_outlives_a_socket_closed_first(kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 async def test_refresh_with_a_token_of_the_same_user_moves_the_expiry(kind: str) -> None:
     user = await create_user("refresh")
-    communicator = await open_socket(f"/{kind}/", await sync_to_async(short_jwt)(user, 1))
+    first = await sync_to_async(short_jwt)(user, 1)
+    communicator = await open_socket(f"/{kind}/", first)
     fresh = await sync_to_async(short_jwt)(user, 30)
     await communicator.send_json_to({"type": "bearer.refresh", "token": fresh})
     answer = await communicator.receive_json_from()
     assert answer["type"] == "bearer.refreshed"
     assert answer["expires_at"] == consumers_seen[-1].scope["bearer"].expires_at.isoformat()
-    await asyncio.sleep(1.5)  # past the first token's expiry
+    await asyncio.sleep(seconds_left(first) + 0.3)  # past the first token's expiry
     await communicator.send_json_to({"after": "refresh"})
     # The refresh frame never reached the application; this one does.
     assert await communicator.receive_json_from() == {"echo": {"after": "refresh"}}

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -35,8 +33,10 @@ from channels_bearer.middleware import BearerAuthMiddlewareStack
 from channels_bearer.signals import bearer_authenticated, bearer_closed, bearer_refused
 from channels_bearer.testing import amake_token
 from tests.support.apps import assert_secret_absent, closed_with
+from tests.support.clock import FakeClock
 from tests.support.queries import counted
 from tests.support.servers import free_port
+from tests.support.tokens import short_jwt
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -301,9 +301,8 @@ async def test_closed_says_why_revoked_expired_refresh_failed(kind: str, heard: 
     await revoke.adisconnect_user(user)
     assert (await closed_with(comm))[0] == 4403
 
-    short = AccessToken.for_user(user)
-    short.set_exp(lifetime=timedelta(seconds=2))  # whole seconds: exp is an integer
-    comm, _ = await handshake(f"/{kind}/", str(short))
+    short = await sync_to_async(short_jwt)(user, 1)
+    comm, _ = await handshake(f"/{kind}/", short)
     assert (await closed_with(comm, 5))[0] == 4401
 
     comm, _ = await handshake(f"/{kind}/", drf)
@@ -566,36 +565,50 @@ async def test_past_the_refusal_rate_an_address_is_refused_before_any_backend_ru
     assert errors == ["invalid_token"] * 3 + ["rate_limited"] * 2
 
 
-async def test_the_refusal_window_passes() -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    from channels_bearer import limit_stores
+
+    fake = FakeClock(1_000_000.0)
+    monkeypatch.setattr(limit_stores, "time", fake)
+    return fake
+
+
+async def test_the_refusal_window_passes(clock: FakeClock) -> None:
     with refusal_rate("1/s"):
         user = await create_user("rate-window")
         token = await amake_token(user)
         _, code = await handshake("/async/", "guess", address="192.0.2.60")
-        refused_at = time.monotonic()
         assert code == 4401
+        clock.now += 0.9
         _, code = await handshake("/async/", token, address="192.0.2.60")
         assert code == 4429
         # A second after the refusal it no longer counts.
-        await asyncio.sleep(1.05 - (time.monotonic() - refused_at))
+        clock.now += 0.15
         comm, subprotocol = await handshake("/async/", token, address="192.0.2.60")
         assert subprotocol == "access_token"
         await comm.disconnect()
 
 
-async def test_the_refusal_window_slides_across_clock_boundaries() -> None:
+async def test_the_refusal_window_slides_across_clock_boundaries(clock: FakeClock) -> None:
     """N refusals in any T seconds, not in a calendar window: two refusals either
-    side of a second's boundary still add up ("2/s" reached, the third handshake refused)."""
+    side of a second's boundary still add up ("2/s" reached, the third handshake
+    refused), until the first is a second old."""
     with refusal_rate("2/s"):
         user = await create_user("rate-sliding")
         token = await amake_token(user)
-        await asyncio.sleep((0.85 - time.time() % 1) % 1)  # 0.15 s before a second begins
+        clock.now = 1_000_000.85  # 0.15 s before a second begins
         _, code = await handshake("/async/", "guess", address="192.0.2.61")
         assert code == 4401
-        await asyncio.sleep((0.1 - time.time() % 1) % 1)  # 0.1 s after it: 0.25 s later
+        clock.now = 1_000_001.10  # 0.1 s after it
         _, code = await handshake("/async/", "guess", address="192.0.2.61")
         assert code == 4401
         _, code = await handshake("/async/", token, address="192.0.2.61")
         assert code == 4429
+        clock.now = 1_000_001.86  # the first refusal has left the window, the second has not
+        comm, subprotocol = await handshake("/async/", token, address="192.0.2.61")
+        assert subprotocol == "access_token"
+        await comm.disconnect()
 
 
 def test_client_address_is_the_peer_or_the_last_entry_of_the_trusted_header() -> None:

@@ -16,12 +16,13 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 from django.urls import path
 
-from channels_bearer import revoke
+from channels_bearer import flights, revoke
 from channels_bearer.backends import DRFTokenBackend, SimpleJWTBackend
 from channels_bearer.middleware import BearerAuthMiddlewareStack
 from channels_bearer.registry import registry
 from tests.support.apps import RecordingConsumer
 from tests.support.tokens import drf_token, jwt_token
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,11 +30,22 @@ READS: list[str] = []
 _reads_lock = threading.Lock()
 #: Holds every read until released, so that the storm's handshakes overlap.
 GATE = threading.Event()
+#: Reads waiting at the gate, and handshakes that have reached the single-flight
+#: step (starting a lookup or joining one): what the tests wait for, instead of
+#: guessing with a sleep how long the handshakes take to get there.
+AT_GATE = [0]
+ENTERED = [0]
+
+
+def wait_at_gate() -> None:
+    with _reads_lock:
+        AT_GATE[0] += 1
+    GATE.wait(10)
 
 
 class CountingDRFBackend(DRFTokenBackend):
     def get_token_object(self, model: Any, key: str) -> Any:
-        GATE.wait(5)
+        wait_at_gate()
         with _reads_lock:
             READS.append("token")
         return super().get_token_object(model, key)
@@ -41,7 +53,7 @@ class CountingDRFBackend(DRFTokenBackend):
 
 class CountingJWTBackend(SimpleJWTBackend):
     def lookup_user(self, user_id: Any) -> Any:
-        GATE.wait(5)
+        wait_at_gate()
         with _reads_lock:
             READS.append("user")
         return super().lookup_user(user_id)
@@ -52,12 +64,24 @@ COUNTING = {"BACKENDS": ["tests.unit.test_storms.CountingDRFBackend", "tests.uni
 
 
 @pytest.fixture(autouse=True)
-def counting() -> Any:
+def counting(monkeypatch: pytest.MonkeyPatch) -> Any:
     READS.clear()
+    AT_GATE[0] = ENTERED[0] = 0
+    shared = flights.shared
+
+    async def counted_shared(key: Any, lookup: Any) -> Any:
+        ENTERED[0] += 1  # on the event loop: no lock needed
+        return await shared(key, lookup)
+
+    monkeypatch.setattr(flights, "shared", counted_shared)
     GATE.set()
     with override_settings(CHANNELS_BEARER=COUNTING):
         yield
     GATE.set()
+
+
+async def until(check: Any) -> None:
+    assert await eventually(check), "the handshakes never got there"
 
 
 async def connect(token: str) -> tuple[bool, Any, WebsocketCommunicator]:
@@ -69,7 +93,7 @@ async def connect(token: str) -> tuple[bool, Any, WebsocketCommunicator]:
 async def storm(tokens: list[str], each: int) -> list[bool]:
     GATE.clear()
     attempts = [asyncio.ensure_future(connect(token)) for token in tokens for _ in range(each)]
-    await asyncio.sleep(0.2)  # every handshake has started its lookup, or joined one
+    await until(lambda: ENTERED[0] == len(attempts))  # every handshake has started its lookup, or joined one
     GATE.set()
     results = await asyncio.gather(*attempts)
     for _, _, communicator in results:
@@ -109,12 +133,12 @@ async def test_handshakes_do_not_join_a_lookup_that_started_before_a_revocation(
     token = await sync_to_async(drf_token)(user)
     GATE.clear()
     early = asyncio.ensure_future(connect(token))
-    await asyncio.sleep(0.1)  # its lookup is running, and waits at the gate
+    await until(lambda: AT_GATE[0] == 1)  # its lookup is running, and waits at the gate
     mark = registry.mark()
     await revoke.adisconnect_user(user)
     assert registry.mark() == mark + 1
     late = asyncio.ensure_future(connect(token))
-    await asyncio.sleep(0.1)
+    await until(lambda: ENTERED[0] == 2)  # it has started a lookup of its own, or joined the early one
     GATE.set()
     (early_ok, early_code, first), (late_ok, _, second) = await asyncio.gather(early, late)
     # The early one read the row before the revocation: refused (4403), as
@@ -133,9 +157,9 @@ async def test_a_handshake_that_gives_up_does_not_cancel_the_lookup_others_wait_
     token = await sync_to_async(drf_token)(user)
     GATE.clear()
     leader = asyncio.ensure_future(connect(token))
-    await asyncio.sleep(0.1)
+    await until(lambda: AT_GATE[0] == 1)
     follower = asyncio.ensure_future(connect(token))
-    await asyncio.sleep(0.1)
+    await until(lambda: ENTERED[0] == 2)  # it has joined the leader's lookup
     leader.cancel()
     GATE.set()
     connected, _, communicator = await follower
