@@ -36,7 +36,7 @@ BAD = 500
 #: Handshakes in flight at once. daphne drops a handshake its app has not
 #: answered within ~5 s; all token lookups share one database thread, so an
 #: unbounded burst would measure that timeout instead of the middleware.
-IN_FLIGHT = 100
+IN_FLIGHT = 50
 WARMUP = 100
 #: Everything a single socket does must finish within this many seconds.
 STEP_TIMEOUT = 60.0
