@@ -22,6 +22,7 @@ from channels_bearer.authentication import authenticate_credential
 from channels_bearer.conf import conf
 from channels_bearer.consumer_base import END, ConsumerBase
 from channels_bearer.exceptions import BearerError, InvalidRequest, Revoked
+from channels_bearer.identity import BearerIdentity
 from channels_bearer.sources import Credential
 
 __all__ = [
@@ -72,9 +73,15 @@ class InBandRefresh(ConsumerBase):
     def _bearer_refresh_enabled(self) -> bool:
         return conf.REFRESH if self.bearer_refresh is None else self.bearer_refresh
 
-    async def _bearer_refresh_failed(self, code: int, reason: str, why: str = "refresh_failed") -> None:
-        """Close the socket after a refused refresh, with the ``bearer_closed`` signal and metric."""
-        current = self.bearer
+    async def _bearer_refresh_failed(
+        self, code: int, reason: str, why: str = "refresh_failed", current: BearerIdentity | None = None
+    ) -> None:
+        """Close the socket after a refused refresh, with the ``bearer_closed`` signal and metric.
+
+        ``current``: the identity the socket had before the refresh (the signal
+        names its token), when the scope already holds the new one.
+        """
+        current = current if current is not None else self.bearer
         logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), reason)
         self._bearer.closed = True
         await self._bearer.send({"type": "websocket.close", "code": code, "reason": reason})
@@ -83,7 +90,10 @@ class InBandRefresh(ConsumerBase):
     async def _bearer_refresh(self, token: str) -> None:
         current = self.bearer
         send = self._bearer.send
-        close = self._bearer_refresh_failed
+
+        async def close(code: int, reason: str, why: str = "refresh_failed") -> None:
+            await self._bearer_refresh_failed(code, reason, why, current)
+
         mark = await revoke.watch()
         try:
             identity = await authenticate_credential(Credential("refresh", token), self.scope)

@@ -36,7 +36,7 @@ from tests.support.apps import assert_secret_absent, closed_with
 from tests.support.clock import FakeClock
 from tests.support.queries import counted
 from tests.support.servers import free_port
-from tests.support.tokens import short_jwt
+from tests.support.tokens import jwt_token, short_jwt
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -341,6 +341,22 @@ async def test_first_message_authentication_sends_the_signals_too(heard: Heard) 
     await comm.send_to(text_data='{"type": "bearer.authenticate", "token": "wrong"}')
     assert (await closed_with(comm))[0] == 4401
     assert [(e["error"], e["source"]) for e in heard.of("refused")] == [("invalid_token", "message")]
+
+
+async def test_a_refused_refresh_names_the_token_the_socket_had(heard: Heard) -> None:
+    """The new token authenticates but lacks the consumer's scope: the socket
+    closes 4403, and ``bearer_closed`` names the token it was open with."""
+    user = await create_user("sig-refresh-scope")
+    before = await sync_to_async(jwt_token)(user, scope="chat:write")
+    comm, subprotocol = await handshake("/scoped/", before)
+    assert subprotocol == "access_token"
+    narrower = await sync_to_async(jwt_token)(user, scope="chat:read")
+    await comm.send_to(text_data='{"type": "bearer.refresh", "token": "%s"}' % narrower)
+    assert await closed_with(comm) == (4403, "insufficient_scope")
+    assert await eventually(lambda: len(heard.of("closed")) == 1), heard.of("closed")
+    [closed] = heard.of("closed")
+    assert (closed["reason"], closed["user"]) == ("refresh_failed", user)
+    assert closed["token_id"] == AccessToken(before)["jti"] != AccessToken(narrower)["jti"]
 
 
 async def test_a_consumer_refusal_follows_the_authentication_whichever_the_source(heard: Heard) -> None:
