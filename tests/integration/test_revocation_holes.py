@@ -155,15 +155,16 @@ def test_a_revocation_during_handshakes_leaves_no_socket_open(
             return "open" if code is None else f"closed {code}"
 
         async def scenario() -> tuple[list[str], bool]:
-            # Waves of 10 handshakes every 30 ms, from before the delete (which
-            # waits for three open sockets, however slow the machine) to 150 ms
-            # after it: some open before it, some are in flight while it lands.
+            # Waves of 10 handshakes every 30 ms (100 at most), from before the
+            # delete (which waits for three open sockets, however slow the
+            # machine) to 150 ms after it: some open before it, some are in
+            # flight while it lands.
             attempts: list[asyncio.Task[str]] = []
             deleted_at: float | None = None
 
             async def launch() -> None:
                 loop = asyncio.get_running_loop()
-                while len(attempts) < 150 and (deleted_at is None or loop.time() < deleted_at + 0.15):
+                while len(attempts) < 100 and (deleted_at is None or loop.time() < deleted_at + 0.15):
                     attempts.extend(asyncio.create_task(one(len(attempts) + i)) for i in range(10))
                     await asyncio.sleep(0.03)
 
@@ -178,9 +179,13 @@ def test_a_revocation_during_handshakes_leaves_no_socket_open(
 
         outcomes, refused_after = asyncio.run(scenario())
     # The race happened (sockets were open when the delete landed), and every
-    # socket was closed or refused; none stayed open.
+    # socket was closed or refused; none stayed open. "closed 1006": daphne sent
+    # the 4403 and, the client's loop being too busy with a hundred handshakes to
+    # answer within autobahn's one-second close handshake, aborted the connection
+    # (the kernel then drops the unread close frame). Closed all the same; the
+    # quiet tests assert the 4403 itself.
     assert "closed 4403" in outcomes, outcomes
-    assert set(outcomes) <= {"refused", "closed 4403", "dropped"}, outcomes
+    assert set(outcomes) <= {"refused", "closed 4403", "closed 1006", "dropped"}, outcomes
     assert outcomes.count("dropped") < len(outcomes) // 2, outcomes
     assert refused_after
     assert_no_token_logged(servers, token)
