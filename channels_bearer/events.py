@@ -9,6 +9,8 @@ each is a few attribute reads.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from typing import Any
 
@@ -112,6 +114,35 @@ async def closed(sender: type, identity: BearerIdentity | None, reason: str) -> 
             token_id=identity.token_id if identity is not None else None,
             reason=reason,
         )
+
+
+#: Reports started by closed_soon() that have not finished: the loop holds only
+#: weak references to its tasks.
+_reporting: set[asyncio.Task[None]] = set()
+
+
+def closed_soon(loop: asyncio.AbstractEventLoop, sender: type, identity: BearerIdentity | None, reason: str) -> None:
+    """:func:`closed`, started on ``loop`` and not waited for; callable from any thread.
+
+    For sync consumers: their thread must not wait on the event loop for the
+    receivers once the socket is closed. Nothing there needs them done, and
+    a loop that stops meanwhile (a server shutting down, a test that ends
+    with the close frame) would leave the thread waiting forever, and with
+    it every later ``sync_to_async`` call that needs that thread.
+    """
+
+    def start() -> None:
+        task = loop.create_task(closed(sender, identity, reason))
+        _reporting.add(task)
+        task.add_done_callback(_reporting.discard)
+
+    try:
+        # In a context of its own: the caller's tells asgiref that sync code
+        # belongs on the consumer's thread, which will not be waiting any more
+        # when a sync receiver runs.
+        loop.call_soon_threadsafe(start, context=contextvars.Context())
+    except RuntimeError:  # the loop is closed: nobody is left to hear it
+        logger.debug("Not reporting a close (%s): the event loop is closed.", reason)
 
 
 async def _send(signal: Signal, sender: type, **arguments: Any) -> None:

@@ -12,6 +12,7 @@ This module holds the frames' format and :class:`InBandRefresh`, the part of
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -85,7 +86,10 @@ class InBandRefresh(ConsumerBase):
         logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), reason)
         self._bearer.closed = True
         await self._bearer.send({"type": "websocket.close", "code": code, "reason": reason})
-        await events.closed(type(self), current, why)
+        if self._bearer_is_async:
+            await events.closed(type(self), current, why)
+        else:  # a sync consumer's thread waits for this coroutine: not for the receivers too
+            events.closed_soon(asyncio.get_running_loop(), type(self), current, why)
 
     async def _bearer_refresh(self, token: str) -> None:
         current = self.bearer

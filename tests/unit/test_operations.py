@@ -343,6 +343,32 @@ async def test_first_message_authentication_sends_the_signals_too(heard: Heard) 
     assert [(e["error"], e["source"]) for e in heard.of("refused")] == [("invalid_token", "message")]
 
 
+@pytest.mark.parametrize("how", ["revoked", "refresh_failed"])
+async def test_a_sync_consumer_does_not_wait_for_the_close_receivers(how: str) -> None:
+    """A sync consumer's thread is asgiref's one shared thread: if it waited for the
+    ``bearer_closed`` receivers, a loop that stops meanwhile would strand it, and every
+    later ``sync_to_async`` call with it (a whole test run hung on this once)."""
+    release = asyncio.Event()
+
+    async def slow_receiver(**kwargs: Any) -> None:
+        await release.wait()
+
+    bearer_closed.connect(slow_receiver, dispatch_uid="slow")
+    try:
+        user = await create_user(f"slow-close-{how}")
+        comm, _ = await handshake("/sync/", await amake_token(user))
+        if how == "revoked":
+            await revoke.adisconnect_user(user)
+        else:
+            await comm.send_to(text_data='{"type": "bearer.refresh", "token": "not-valid"}')
+        assert (await closed_with(comm))[0] in (4403, 4401)
+        # The shared thread is free while the receiver still waits.
+        assert await asyncio.wait_for(sync_to_async(lambda: "free")(), 3) == "free"
+    finally:
+        release.set()
+        bearer_closed.disconnect(dispatch_uid="slow")
+
+
 async def test_a_refused_refresh_names_the_token_the_socket_had(heard: Heard) -> None:
     """The new token authenticates but lacks the consumer's scope: the socket
     closes 4403, and ``bearer_closed`` names the token it was open with."""
