@@ -33,8 +33,7 @@ Messages = list[CheckMessage]
 
 #: DRF's throttle periods, by their first letter.
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
+#: The spellings of them accepted (DRF reads only the first letter).
 _PERIOD_WORDS = frozenset(
     ("s", "sec", "secs", "second", "seconds", "m", "min", "mins", "minute", "minutes")
     + ("h", "hr", "hrs", "hour", "hours", "d", "day", "days")
@@ -49,8 +48,7 @@ def parse_rate(rate: Any) -> tuple[int, int] | None:
     if not count.strip().isdigit() or int(count) < 1:
         return None
     period = period.strip().lower()
-    # DRF reads only the first letter; these are the words people write (a
-    # typo such as "20/mon" is refused rather than read as a minute).
+    # A typo such as "20/mon" is refused rather than read as a minute.
     if period not in _PERIOD_WORDS:
         return None
     return int(count), _PERIODS[period[0]]

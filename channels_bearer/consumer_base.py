@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 
+from channels_bearer import events
 from channels_bearer.exceptions import BearerError, ExpiredToken, Revoked, TooManySockets
 from channels_bearer.expiry import Alarm
 from channels_bearer.identity import BearerIdentity
@@ -105,6 +106,18 @@ class ConsumerBase:
     async def _bearer_send_all(self, messages: list[Message]) -> None:
         for message in messages:
             await self._bearer.send(message)
+
+    def _bearer_report_closed(self, identity: BearerIdentity | None, why: str) -> Awaitable[None] | None:
+        """``bearer_closed`` for this socket, once its close frame is sent.
+
+        Async consumers get the coroutine to await. For sync ones it is started
+        on the socket's loop and not waited for (``events.closed_soon`` says
+        why): ``None``.
+        """
+        if self._bearer_is_async:
+            return events.closed(type(self), identity, why)
+        events.closed_soon(self._bearer.mailbox.loop, type(self), identity, why)
+        return None
 
     def _bearer_then(self, first: Any, then: Callable[[], Any]) -> Any:
         """Run ``first``, then ``then()`` unless ``first`` gave ``False``; in the consumer's kind.

@@ -268,13 +268,8 @@ class BearerConsumerMixin(FirstMessageAuthentication, InBandRefresh, SocketCap):
         """Close an accepted socket for ``error`` (expired, revoked, evicted) and report it."""
         code, reason, why = END[type(error)]
         identity = self.bearer
-        if self._bearer_is_async:
-            return self._bearer_then(
-                lambda: self.bearer_close(code, reason), lambda: events.closed(type(self), identity, why)
-            )
-        loop = self._bearer.mailbox.loop
         return self._bearer_then(
-            lambda: self.bearer_close(code, reason), lambda: events.closed_soon(loop, type(self), identity, why)
+            lambda: self.bearer_close(code, reason), lambda: self._bearer_report_closed(identity, why)
         )
 
     def bearer_close(self, code: int, reason: str) -> Any:

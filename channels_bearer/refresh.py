@@ -12,13 +12,12 @@ This module holds the frames' format and :class:`InBandRefresh`, the part of
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
 from datetime import datetime
 
-from channels_bearer import events, revoke
+from channels_bearer import revoke
 from channels_bearer.authentication import authenticate_credential
 from channels_bearer.conf import conf
 from channels_bearer.consumer_base import END, ConsumerBase
@@ -86,10 +85,10 @@ class InBandRefresh(ConsumerBase):
         logger.info("Refresh refused on %s: %s", self.scope.get("path", "?"), reason)
         self._bearer.closed = True
         await self._bearer.send({"type": "websocket.close", "code": code, "reason": reason})
-        if self._bearer_is_async:
-            await events.closed(type(self), current, why)
-        else:  # a sync consumer's thread waits for this coroutine: not for the receivers too
-            events.closed_soon(asyncio.get_running_loop(), type(self), current, why)
+        # A sync consumer's thread waits for this coroutine, but not for the receivers too.
+        report = self._bearer_report_closed(current, why)
+        if report is not None:
+            await report
 
     async def _bearer_refresh(self, token: str) -> None:
         current = self.bearer

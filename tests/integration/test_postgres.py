@@ -83,14 +83,15 @@ def sessions(admin: Any) -> int:
     return int(admin.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", [DATABASE]).fetchone()[0])
 
 
-def backends(admin: Any) -> int:
-    """Client connections open on the database now, the test's own left out."""
-    row = admin.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend' "
-        "AND pid <> pg_backend_pid()",
-        [DATABASE],
-    ).fetchone()
-    return int(row[0])
+#: The client connections open on the database now, the test's own left out.
+CLIENT_BACKENDS = (
+    "FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+)
+
+
+def backends(admin: Any, select: str = "count(*)") -> int:
+    """``select`` over the client connections open now (by default, how many)."""
+    return int(admin.execute(f"SELECT {select} {CLIENT_BACKENDS}", [DATABASE]).fetchone()[0])
 
 
 async def handshake(server: Server, token: str) -> str:
@@ -140,12 +141,7 @@ def test_a_killed_database_connection_is_replaced(pg_server: Server, tokens: dic
     # The database stays up; only the server's connection dies (an idle
     # timeout, a failover, an operator's pg_terminate_backend).
     def kill_every_connection() -> int:
-        row = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-            [DATABASE],
-        ).fetchone()
-        return int(row[0])
+        return backends(admin, "count(pg_terminate_backend(pid))")
 
     # First every connection (the other server's too, which stays idle), then
     # one handshake here: what is open now is this server's.
